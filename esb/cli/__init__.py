@@ -1,0 +1,1 @@
+"""Command-line interface: ``esb`` (composition root for the command line)."""

@@ -1,0 +1,123 @@
+"""``esb demo``: a guided tour for a newcomer, with nothing to set up.
+
+It builds a strict edoc package (one attachment, wrapped in a ZIP as the VNPT SDK does),
+validates and inspects it, builds the recipient's status 01 answer, and validates every
+shared real-world sample it can find, printing each step as tables.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import click
+
+from esb.cli import rendering
+from esb.cli.edxml_commands import validate_file, write_atomically
+from esb.cli.main import reports_errors
+from esb.domain.edxml_dates import VN_TZ, format_date
+from esb.domain.edxml_model import EdocPackage
+from esb.domain.package_spec import package_from_spec, wrap_attachments_as_zip
+from esb.xml_processing.edxml_reader import read_package
+from esb.xml_processing.edxml_writer import write_package
+
+TAY_NINH_FINANCE = {
+    "organ_id": "000.00.11.H53",
+    "organ_name": "Sở Tài chính tỉnh Tây Ninh",
+    "organization_in_charge": "UBND tỉnh Tây Ninh",
+    "organ_add": "Tây Ninh",
+    "email": "stc@tayninh.gov.vn",
+}
+TAY_NINH_PARTY_OFFICE = {
+    "organ_id": "000.00.01.A53",
+    "organ_name": "Văn phòng Tỉnh ủy Tây Ninh",
+    "organ_add": "Tây Ninh",
+}
+TAY_NINH_PEOPLES_COMMITTEE = {"organ_id": "000.00.00.H53", "organ_name": "UBND tỉnh Tây Ninh", "organ_add": "Tây Ninh"}
+
+
+def demo_spec(today: datetime, attachment: Path) -> dict[str, Any]:
+    return {
+        "kind": "edoc",
+        "from": TAY_NINH_FINANCE,
+        "to": [TAY_NINH_PARTY_OFFICE, TAY_NINH_PEOPLES_COMMITTEE],
+        "code": {"number": "2491", "notation": "STC-BCTC"},
+        "promulgation": {"date": format_date(today.date()), "place": "Tây Ninh"},
+        "document_type": {"type": 1, "type_name": "Công văn"},
+        "subject": "Báo cáo tình hình thực hiện dự toán ngân sách quý IV",
+        "signer": {"full_name": "Nguyễn Văn A", "position": "Giám đốc"},
+        "priority": "khan",
+        "to_places": ["Như trên", "Lưu: VT"],
+        "business": {"doc_type": 0, "staff": {"department": "Văn thư", "staff": "Trần Thị B"}},
+        "attachments": [{"file": str(attachment), "content_type": "text/plain", "description": "Báo cáo"}],
+    }
+
+
+def status_spec(package: EdocPackage) -> dict[str, Any]:
+    h = package.header
+    assert h.code is not None and h.promulgation_info is not None  # noqa: S101 - a strict package has both
+    return {
+        "kind": "status",
+        "from": TAY_NINH_PARTY_OFFICE,
+        "response_for": {
+            "organ_id": h.from_.organ_id,
+            "code": str(h.code),
+            "document_id": h.document_id,
+            "promulgation_date": format_date(h.promulgation_info.promulgation_date),
+        },
+        "status_code": "01",
+        "staff": {"department": "Văn thư", "staff": "Lê Văn C"},
+    }
+
+
+@click.command()
+@click.option("--out", "out", default=Path("demo-output"), show_default=True,
+              type=click.Path(path_type=Path, file_okay=False), help="Where the demo writes its files.")
+@click.option("--samples", "samples", default=None, type=click.Path(path_type=Path, file_okay=False),
+              help="Folder of .edxml samples to validate (default: ../shared/samples/edxml if present).")
+@reports_errors
+def demo(out: Path, samples: Path | None) -> None:
+    """Build, validate and inspect a package, answer it with a status, and check real samples."""
+    now = datetime.now(VN_TZ).replace(microsecond=0)
+    out.mkdir(parents=True, exist_ok=True)
+    attachment = out / "bao-cao-quy-IV.txt"
+    attachment.write_text("Báo cáo tình hình thực hiện dự toán ngân sách quý IV.\n", encoding="utf-8")
+
+    rendering.console.rule("1. Build a strict edoc package (esb edxml build)")
+    built = package_from_spec(demo_spec(now, attachment), now=now)
+    assert isinstance(built.package, EdocPackage)  # noqa: S101 - the demo spec is an edoc
+    edoc_path = out / "cong-van-2491.edxml"
+    files = {cid: Path(name) for cid, name in built.attachment_files}
+    written = write_atomically(edoc_path, lambda h: write_package(
+        wrap_attachments_as_zip(built.package), h, files=files, append_trace=built.sender_trace))  # type: ignore[arg-type]
+    rendering.print_built(written, edoc_path)
+
+    rendering.console.rule("2. Validate and inspect it (esb edxml validate / inspect)")
+    rendering.print_verdicts([validate_file(edoc_path, strict=True)])
+    rendering.print_package(read_package(edoc_path), edoc_path)
+
+    rendering.console.rule("3. The recipient answers with status 01 (đã đến)")
+    status = package_from_spec(status_spec(written.package), now=now)
+    status_path = out / "trang-thai-01.edxml"
+    rendering.print_built(write_atomically(status_path, lambda h: write_package(status.package, h)), status_path)
+
+    folder = samples or _find_samples()
+    if folder is not None:
+        rendering.console.rule(f"4. Real-world samples in {folder}")
+        files_found = sorted(folder.glob("*.edxml"))
+        verdicts = []
+        with rendering.progress(len(files_found), "validating samples") as advance:
+            for path in files_found:
+                verdicts.append(validate_file(path))
+                advance()
+        rendering.print_verdicts(verdicts)
+    rendering.console.print(f"\nDemo files are in [bold]{out.resolve()}[/]. Try: esb edxml inspect {edoc_path}")
+
+
+def _find_samples() -> Path | None:
+    here = Path(__file__).resolve()
+    for candidate in (Path.cwd().parent / "shared/samples/edxml", here.parents[3] / "shared/samples/edxml"):
+        if candidate.is_dir():
+            return candidate
+    return None

@@ -1,0 +1,1 @@
+"""Pure domain core: no IO, no lxml, no database, no clocks (callers pass ``now``)."""

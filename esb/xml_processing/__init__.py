@@ -1,0 +1,1 @@
+"""Everything that touches lxml: hardened parsing, edXML reading and writing, schemas."""

@@ -1,0 +1,23 @@
+"""Namespace URIs, in one place."""
+
+EDXML = "http://www.mic.gov.vn/TBT/QCVN_102_2016"
+DS = "http://www.w3.org/2000/09/xmldsig#"
+XLINK = "http://www.w3.org/1999/xlink"
+
+# Other edXML lineages: recognised so we can say precisely why we do not accept them.
+EDOC_VN_2013 = "http://www.e-doc.vn/Schema/"
+GO_VN_EDOC = "http://www.go.vn/eDoc"
+
+EDXML_PREFIX = "edXML"
+
+
+def qname(local: str, ns: str = EDXML) -> str:
+    return f"{{{ns}}}{local}"
+
+
+def split_tag(tag: str) -> tuple[str | None, str]:
+    """``{ns}local`` → (ns, local); ``local`` → (None, local)."""
+    if tag.startswith("{"):
+        ns, _, local = tag[1:].partition("}")
+        return ns, local
+    return None, tag
