@@ -48,13 +48,10 @@ RUN groupadd --system --gid 10001 esb \
 RUN --mount=type=bind,from=build,source=/wheels,target=/wheels \
     pip install --no-index --only-binary=:all: --find-links=/wheels lgsp-esb
 
-# Schemas are data, read at start-up; root-owned so the service cannot change them.
-COPY xsd/ /app/xsd/
-
 # Smoke test at build time: lxml and xmlsec share one libxml2, and the CLI imports.
 RUN python -c "import lxml.etree as e, xmlsec; assert e.LIBXML_VERSION == xmlsec.get_libxml_version(), (e.LIBXML_VERSION, xmlsec.get_libxml_version()); import esb.cli.main"
-# ...and every schema under /app/xsd compiles (a broken schema stops the build, not the first message).
-RUN python -c "from pathlib import Path; from esb.xml_processing.schemas import SchemaRegistry; SchemaRegistry(Path('/app/xsd')).check_all()"
+# ...and the installed schemas are found and compile (a broken schema stops the build, not the first message).
+RUN python -c "from esb.xml_processing.schemas import SchemaRegistry; SchemaRegistry.default().check_all()"
 
 USER esb
 WORKDIR /app

@@ -19,6 +19,7 @@ from esb.cli.main import reports_errors
 from esb.domain.edxml_dates import VN_TZ, format_date
 from esb.domain.edxml_model import EdocPackage
 from esb.domain.package_spec import package_from_spec, wrap_attachments_as_zip
+from esb.errors import EdxmlBuildError
 from esb.xml_processing.edxml_reader import read_package
 from esb.xml_processing.edxml_writer import write_package
 
@@ -34,7 +35,11 @@ TAY_NINH_PARTY_OFFICE = {
     "organ_name": "Văn phòng Tỉnh ủy Tây Ninh",
     "organ_add": "Tây Ninh",
 }
-TAY_NINH_PEOPLES_COMMITTEE = {"organ_id": "000.00.00.H53", "organ_name": "UBND tỉnh Tây Ninh", "organ_add": "Tây Ninh"}
+TAY_NINH_PEOPLES_COMMITTEE = {
+    "organ_id": "000.00.00.H53",
+    "organ_name": "UBND tỉnh Tây Ninh",
+    "organ_add": "Tây Ninh",
+}
 
 
 def demo_spec(today: datetime, attachment: Path) -> dict[str, Any]:
@@ -56,7 +61,8 @@ def demo_spec(today: datetime, attachment: Path) -> dict[str, Any]:
 
 def status_spec(package: EdocPackage) -> dict[str, Any]:
     h = package.header
-    assert h.code is not None and h.promulgation_info is not None  # noqa: S101 - a strict package has both
+    if h.code is None or h.promulgation_info is None:
+        raise EdxmlBuildError("the demo package lacks Code or PromulgationInfo", code="Server.Demo")
     return {
         "kind": "status",
         "from": TAY_NINH_PARTY_OFFICE,
@@ -72,10 +78,21 @@ def status_spec(package: EdocPackage) -> dict[str, Any]:
 
 
 @click.command()
-@click.option("--out", "out", default=Path("demo-output"), show_default=True,
-              type=click.Path(path_type=Path, file_okay=False), help="Where the demo writes its files.")
-@click.option("--samples", "samples", default=None, type=click.Path(path_type=Path, file_okay=False),
-              help="Folder of .edxml samples to validate (default: ../shared/samples/edxml if present).")
+@click.option(
+    "--out",
+    "out",
+    default=Path("demo-output"),
+    show_default=True,
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Where the demo writes its files.",
+)
+@click.option(
+    "--samples",
+    "samples",
+    default=None,
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Folder of .edxml samples to validate (default: ../shared/samples/edxml if present).",
+)
 @reports_errors
 def demo(out: Path, samples: Path | None) -> None:
     """Build, validate and inspect a package, answer it with a status, and check real samples."""
@@ -86,11 +103,17 @@ def demo(out: Path, samples: Path | None) -> None:
 
     rendering.console.rule("1. Build a strict edoc package (esb edxml build)")
     built = package_from_spec(demo_spec(now, attachment), now=now)
-    assert isinstance(built.package, EdocPackage)  # noqa: S101 - the demo spec is an edoc
+    edoc = built.package
+    if not isinstance(edoc, EdocPackage):
+        raise EdxmlBuildError("the demo description did not give an edoc", code="Server.Demo")
     edoc_path = out / "cong-van-2491.edxml"
     files = {cid: Path(name) for cid, name in built.attachment_files}
-    written = write_atomically(edoc_path, lambda h: write_package(
-        wrap_attachments_as_zip(built.package), h, files=files, append_trace=built.sender_trace))  # type: ignore[arg-type]
+    written = write_atomically(
+        edoc_path,
+        lambda h: write_package(
+            wrap_attachments_as_zip(edoc), h, files=files, append_trace=built.sender_trace
+        ),
+    )
     rendering.print_built(written, edoc_path)
 
     rendering.console.rule("2. Validate and inspect it (esb edxml validate / inspect)")
@@ -98,9 +121,11 @@ def demo(out: Path, samples: Path | None) -> None:
     rendering.print_package(read_package(edoc_path), edoc_path)
 
     rendering.console.rule("3. The recipient answers with status 01 (đã đến)")
-    status = package_from_spec(status_spec(written.package), now=now)
+    status = package_from_spec(status_spec(edoc), now=now)
     status_path = out / "trang-thai-01.edxml"
-    rendering.print_built(write_atomically(status_path, lambda h: write_package(status.package, h)), status_path)
+    rendering.print_built(
+        write_atomically(status_path, lambda h: write_package(status.package, h)), status_path
+    )
 
     folder = samples or _find_samples()
     if folder is not None:
@@ -112,7 +137,9 @@ def demo(out: Path, samples: Path | None) -> None:
                 verdicts.append(validate_file(path))
                 advance()
         rendering.print_verdicts(verdicts)
-    rendering.console.print(f"\nDemo files are in [bold]{out.resolve()}[/]. Try: esb edxml inspect {edoc_path}")
+    rendering.console.print(
+        f"\nDemo files are in [bold]{out.resolve()}[/]. Try: esb edxml inspect {edoc_path}"
+    )
 
 
 def _find_samples() -> Path | None:

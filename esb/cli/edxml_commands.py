@@ -17,8 +17,8 @@ import yaml
 from esb.cli import rendering
 from esb.cli.main import EXIT_REFUSED, reports_errors
 from esb.domain.edxml_dates import VN_TZ
-from esb.domain.issues import Issue, Severity
 from esb.domain.edxml_model import EdocPackage
+from esb.domain.issues import Issue, Severity
 from esb.domain.package_spec import AttachmentSpec, package_from_spec, wrap_attachments_as_zip
 from esb.errors import EdxmlBuildError, EdxmlInvalid, XmlInputError
 from esb.xml_processing.attachments import AttachmentPolicy
@@ -123,8 +123,14 @@ def inspect(file: Path, as_json: bool) -> None:
 
 @edxml.command()
 @click.argument("file", type=click.Path(path_type=Path, dir_okay=False))
-@click.option("-o", "--output", "output", required=True, type=click.Path(path_type=Path, file_okay=False),
-              help="Directory to write the attachments to (created if missing).")
+@click.option(
+    "-o",
+    "--output",
+    "output",
+    required=True,
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Directory to write the attachments to (created if missing).",
+)
 @reports_errors
 def extract(file: Path, output: Path) -> None:
     """Write the attachments of FILE to a directory (VNPT ZIP wrappers are unwrapped)."""
@@ -135,25 +141,43 @@ def extract(file: Path, output: Path) -> None:
 
 @edxml.command()
 @click.argument("spec", type=click.Path(path_type=Path, dir_okay=False))
-@click.option("-o", "--output", "output", required=True, type=click.Path(path_type=Path, dir_okay=False),
-              help="Where to write the .edxml package.")
-@click.option("--attach", "attach", multiple=True, type=click.Path(path_type=Path, dir_okay=False, exists=True),
-              help="A file to attach (repeatable); its content type is guessed from the name.")
-@click.option("--zip", "zip_files", is_flag=True,
-              help="Wrap each attachment in a ZIP as the VNPT/VXP SDK does (receivers unwrap it).")
+@click.option(
+    "-o",
+    "--output",
+    "output",
+    required=True,
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Where to write the .edxml package.",
+)
+@click.option(
+    "--attach",
+    "attach",
+    multiple=True,
+    type=click.Path(path_type=Path, dir_okay=False, exists=True),
+    help="A file to attach (repeatable); its content type is guessed from the name.",
+)
+@click.option(
+    "--zip",
+    "zip_files",
+    is_flag=True,
+    help="Wrap each attachment in a ZIP as the VNPT/VXP SDK does (receivers unwrap it).",
+)
 @reports_errors
 def build(spec: Path, output: Path, attach: tuple[Path, ...], zip_files: bool) -> None:
     """Build a strict package from a small YAML description SPEC (see docs/edxml.md)."""
     description = load_spec(spec)
-    extra = [AttachmentSpec(str(p), p.name, mimetypes.guess_type(p.name)[0] or "application/octet-stream")
-             for p in attach]
+    extra = [
+        AttachmentSpec(str(p), p.name, mimetypes.guess_type(p.name)[0] or "application/octet-stream")
+        for p in attach
+    ]
     built = package_from_spec(description, now=datetime.now(VN_TZ), extra_attachments=extra)
     files = {cid: _resolve(spec.parent, name) for cid, name in built.attachment_files}
     package = built.package
     if zip_files and isinstance(package, EdocPackage):
         package = wrap_attachments_as_zip(package)
-    result = write_atomically(output, lambda handle: write_package(
-        package, handle, files=files, append_trace=built.sender_trace))
+    result = write_atomically(
+        output, lambda handle: write_package(package, handle, files=files, append_trace=built.sender_trace)
+    )
     rendering.print_built(result, output)
 
 

@@ -94,11 +94,16 @@ def _kv_table(title: str, rows: Sequence[tuple[str, str | None]]) -> Table:
 
 def print_package(result: ReadResult, file: Path) -> None:
     package = result.package
-    console.print(_kv_table(f"{file.name}", [
-        ("kind", package.kind.value),
-        ("size", f"{result.size:,} bytes"),
-        ("sha256", result.sha256),
-    ]))
+    console.print(
+        _kv_table(
+            f"{file.name}",
+            [
+                ("kind", package.kind.value),
+                ("size", f"{result.size:,} bytes"),
+                ("sha256", result.sha256),
+            ],
+        )
+    )
     if isinstance(package, m.StatusPackage):
         _print_status(package)
     else:
@@ -113,33 +118,47 @@ def _org(org: m.Organization) -> str:
 
 def _print_status(p: m.StatusPackage) -> None:
     rf = p.response_for
-    console.print(_kv_table("status (gói tin trạng thái)", [
-        ("from", _org(p.from_)),
-        ("status", f"{p.status_code.value} {p.status_code.label_vi}"),
-        ("description", p.description),
-        ("timestamp", format_datetime(p.timestamp)),
-        ("response for", f"{rf.organ_id}  {rf.code or ''}  {rf.document_id or ''}"),
-        ("staff", p.staff_info.staff if p.staff_info else None),
-    ]))
+    console.print(
+        _kv_table(
+            "status (gói tin trạng thái)",
+            [
+                ("from", _org(p.from_)),
+                ("status", f"{p.status_code.value} {p.status_code.label_vi}"),
+                ("description", p.description),
+                ("timestamp", format_datetime(p.timestamp)),
+                ("response for", f"{rf.organ_id}  {rf.code or ''}  {rf.document_id or ''}"),
+                ("staff", p.staff_info.staff if p.staff_info else None),
+            ],
+        )
+    )
 
 
 def _print_edoc(p: m.EdocPackage) -> None:
     h = p.header
-    console.print(_kv_table("header (MessageHeader)", [
-        ("from", _org(h.from_)),
-        ("to", "\n".join(_org(t) for t in h.to)),
-        ("document id", h.document_id),
-        ("code (số/ký hiệu)", str(h.code) if h.code else None),
-        ("promulgation", f"{format_date(h.promulgation_info.promulgation_date)} {h.promulgation_info.place or ''}"
-         if h.promulgation_info else None),
-        ("type", h.document_type.type_name if h.document_type else None),
-        ("subject (trích yếu)", h.subject),
-        ("signer", h.signer_info.full_name if h.signer_info else None),
-        ("priority (độ khẩn)", f"{int(h.priority)} {h.priority.label_vi}"),
-        ("due date", format_date(h.due_date) if h.due_date else None),
-        ("steering type", str(int(h.steering_type)) if h.steering_type is not None else None),
-        ("reply to", "\n".join(f"{r.organ_id} {r.code or ''}" for r in h.response_for) or None),
-    ]))
+    console.print(
+        _kv_table(
+            "header (MessageHeader)",
+            [
+                ("from", _org(h.from_)),
+                ("to", "\n".join(_org(t) for t in h.to)),
+                ("document id", h.document_id),
+                ("code (số/ký hiệu)", str(h.code) if h.code else None),
+                (
+                    "promulgation",
+                    f"{format_date(h.promulgation_info.promulgation_date)} {h.promulgation_info.place or ''}"
+                    if h.promulgation_info
+                    else None,
+                ),
+                ("type", h.document_type.type_name if h.document_type else None),
+                ("subject (trích yếu)", h.subject),
+                ("signer", h.signer_info.full_name if h.signer_info else None),
+                ("priority (độ khẩn)", f"{int(h.priority)} {h.priority.label_vi}"),
+                ("due date", format_date(h.due_date) if h.due_date else None),
+                ("steering type", str(int(h.steering_type)) if h.steering_type is not None else None),
+                ("reply to", "\n".join(f"{r.organ_id} {r.code or ''}" for r in h.response_for) or None),
+            ],
+        )
+    )
     trace = Table(title="trace (TraceHeaderList)", title_justify="left")
     trace.add_column("#")
     trace.add_column("OrganId")
@@ -149,27 +168,45 @@ def _print_edoc(p: m.EdocPackage) -> None:
     console.print(trace)
     b = p.business
     if b is not None:
-        console.print(_kv_table("business (Bussiness)", [
-            ("type", f"{int(b.doc_type)} {b.doc_type.name.lower()}"),
-            ("reason", b.reason),
-            ("target document", b.document_id if b.doc_type else None),
-            ("replaces", "\n".join(r.document_id for r in b.replacements) or None),
-            ("receivers changed", "\n".join(f"{r.organ_id} {r.receiver_type.name.lower()}"
-                                            for r in b.document_info.receivers) if b.document_info else None),
-            ("clerk", b.staff_info.staff if b.staff_info else None),
-        ]))
+        console.print(
+            _kv_table(
+                "business (Bussiness)",
+                [
+                    ("type", f"{int(b.doc_type)} {b.doc_type.name.lower()}"),
+                    ("reason", b.reason),
+                    ("target document", b.document_id if b.doc_type else None),
+                    ("replaces", "\n".join(r.document_id for r in b.replacements) or None),
+                    (
+                        "receivers changed",
+                        "\n".join(
+                            f"{r.organ_id} {r.receiver_type.name.lower()}" for r in b.document_info.receivers
+                        )
+                        if b.document_info
+                        else None,
+                    ),
+                    ("clerk", b.staff_info.staff if b.staff_info else None),
+                ],
+            )
+        )
     print_attachments(p.attachments, p.references)
     if p.signature is not None:
         s = p.signature
-        console.print(_kv_table("signature (not verified here)", [
-            ("namespace", "XML-DSig" if s.in_xmldsig_namespace else "wrong (QCVN or none)"),
-            ("method", s.signature_method),
-            ("digest", s.digest_method),
-            ("certificate", "present" if s.has_certificate else "absent"),
-        ]))
+        console.print(
+            _kv_table(
+                "signature (not verified here)",
+                [
+                    ("namespace", "XML-DSig" if s.in_xmldsig_namespace else "wrong (QCVN or none)"),
+                    ("method", s.signature_method),
+                    ("digest", s.digest_method),
+                    ("certificate", "present" if s.has_certificate else "absent"),
+                ],
+            )
+        )
 
 
-def print_attachments(attachments: Sequence[m.Attachment], references: Sequence[m.ManifestReference] = ()) -> None:
+def print_attachments(
+    attachments: Sequence[m.Attachment], references: Sequence[m.ManifestReference] = ()
+) -> None:
     types = {r.content_id: r.content_type for r in references}
     table = Table(title="attachments", title_justify="left")
     for column in ("content id", "name", "type", "size", "sha256", "note"):

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
-from enum import Enum
+from enum import StrEnum
 
 VN_TZ = timezone(timedelta(hours=7), "ICT")
 
@@ -21,7 +21,7 @@ _DMY_DATETIME = re.compile(r"^(\d{1,2})/(\d{1,2})/(\d{4}) (\d{1,2}):(\d{2}):(\d{
 _ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 
-class DateForm(str, Enum):
+class DateForm(StrEnum):
     STRICT = "yyyy/MM/dd"
     DAY_FIRST = "dd/MM/yyyy"
     ISO = "ISO 8601"

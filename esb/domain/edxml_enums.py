@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from enum import Enum, IntEnum
+from enum import IntEnum, StrEnum
 
 
 class Priority(IntEnum):
@@ -57,7 +57,7 @@ class SteeringType(IntEnum):
     STEERING_REPORT = 2  # báo cáo thực hiện chỉ đạo
 
 
-class StatusCode(str, Enum):
+class StatusCode(StrEnum):
     """StatusCode of a status package; always two digits on the wire."""
 
     ARRIVED = "01"  # đã đến: the receiving software has it, the clerk has not acted
@@ -99,6 +99,6 @@ class ReceiverType(IntEnum):
     ADDED = 1
 
 
-class PackageKind(str, Enum):
+class PackageKind(StrEnum):
     EDOC = "edoc"
     STATUS = "status"

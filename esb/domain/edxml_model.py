@@ -11,7 +11,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import date, datetime
 
-from esb.domain.edxml_enums import BusinessDocType, PackageKind, Priority, ReceiverType, StatusCode, SteeringType
+from esb.domain.edxml_enums import (
+    BusinessDocType,
+    PackageKind,
+    Priority,
+    ReceiverType,
+    StatusCode,
+    SteeringType,
+)
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 from types import MappingProxyType
 
 from esb.errors import InvalidIdentifier
@@ -50,7 +50,7 @@ __all__ = [
 ]
 
 
-class CodeForm(str, Enum):
+class CodeForm(StrEnum):
     """Which identifier form a code follows."""
 
     QCVN102 = "qcvn102"

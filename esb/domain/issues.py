@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 
 
-class Severity(str, Enum):
+class Severity(StrEnum):
     ERROR = "error"
     WARNING = "warning"
 
@@ -28,7 +28,12 @@ class Issue:
         return self.severity is Severity.ERROR
 
     def as_dict(self) -> dict[str, str]:
-        return {"severity": self.severity.value, "code": self.code, "path": self.path, "message": self.message}
+        return {
+            "severity": self.severity.value,
+            "code": self.code,
+            "path": self.path,
+            "message": self.message,
+        }
 
 
 def error(code: str, path: str, message: str) -> Issue:

@@ -60,7 +60,8 @@ def package_from_spec(
     if kind == "status":
         status = reader.status(now)
         reader.raise_problems()
-        assert status is not None  # noqa: S101 - problems were raised otherwise
+        if status is None:
+            raise EdxmlBuildError("the status description is incomplete", code="Client.EdxmlSpecInvalid")
         return BuiltSpec(status, (), None)
     if kind != "edoc":
         reader.problem("kind", "must be 'edoc' or 'status'")
@@ -103,14 +104,21 @@ class _Spec:
         sent_at = self.datetime_value(s.get("sent_at"), "sent_at") or now
         attachments = [*self.attachment_specs(s.get("attachments")), *extra]
         self.raise_problems()
-        assert from_ is not None and code is not None and promulgation is not None and subject  # noqa: S101
+        if from_ is None or code is None or promulgation is None or subject is None:
+            raise EdxmlBuildError("the package description is incomplete", code="Client.EdxmlSpecInvalid")
         references: list[m.ManifestReference] = []
         parts: list[m.Attachment] = []
         files: list[tuple[str, str]] = []
         for att in attachments:
             cid = str(uuid.uuid4())
-            references.append(m.ManifestReference(cid, att.name, att.content_type, att.description or att.name))
-            parts.append(m.Attachment(cid, att.name, att.content_type, m.AttachmentData(0, ""), att.description or att.name))
+            references.append(
+                m.ManifestReference(cid, att.name, att.content_type, att.description or att.name)
+            )
+            parts.append(
+                m.Attachment(
+                    cid, att.name, att.content_type, m.AttachmentData(0, ""), att.description or att.name
+                )
+            )
             files.append((cid, att.file))
         header = m.EdocHeader(
             from_=from_,
@@ -198,7 +206,9 @@ class _Spec:
             self.problem("business.doc_type", "must be 0 (new), 1 (revoke), 2 (update) or 3 (replace)")
         target = _opt_str(b.get("document_id"))
         if doc_type is not BusinessDocType.NEW and target is None and doc_type is not BusinessDocType.REPLACE:
-            self.problem("business.document_id", "a revoke or update names the DocumentId of the target document")
+            self.problem(
+                "business.document_id", "a revoke or update names the DocumentId of the target document"
+            )
         staff = self.mapping(b.get("staff"), "business.staff")
         receivers = tuple(
             m.Receiver(str(r["organ_id"]), ReceiverType.REMOVED if r.get("removed") else ReceiverType.ADDED)
@@ -249,9 +259,13 @@ class _Spec:
         rf = self.mapping(s.get("response_for"), "response_for", required=True)
         rf_organ = _opt_str(rf.get("organ_id"))
         if rf_organ is None:
-            self.problem("response_for.organ_id", "is required (the original sender; the receiver for code 13)")
+            self.problem(
+                "response_for.organ_id", "is required (the original sender; the receiver for code 13)"
+            )
         if _opt_str(rf.get("code")) is None:
-            self.problem("response_for.code", "is required: Number/Notation of the document, e.g. 2491/STC-BCTC")
+            self.problem(
+                "response_for.code", "is required: Number/Notation of the document, e.g. 2491/STC-BCTC"
+            )
         raw_code = str(s.get("status_code", "")).strip()
         status: StatusCode | None = None
         try:
@@ -359,8 +373,6 @@ def _opt_str(value: Any) -> str | None:
         return None
     text = str(value).strip()
     return text or None
-
-
 
 
 def wrap_attachments_as_zip(package: m.EdocPackage) -> m.EdocPackage:

@@ -96,7 +96,9 @@ class Base64Decoder:
             return
         if len(self.head) < 8:
             self.head = (self.head + chunk)[:8]
-        if self.spool is None and (self._spool_dir is not None or self.head.startswith(ZIP_MAGIC[: len(self.head)])):
+        if self.spool is None and (
+            self._spool_dir is not None or self.head.startswith(ZIP_MAGIC[: len(self.head)])
+        ):
             self.spool = self._open_spool()
         joined = self._tail + chunk
         self.replacement_chars += joined.count(REPLACEMENT_CHAR)
@@ -108,8 +110,8 @@ class Base64Decoder:
 
     def _open_spool(self) -> IO[bytes]:
         if self._spool_dir is not None:
-            return tempfile.NamedTemporaryFile(dir=self._spool_dir, prefix=".part-", delete=False)  # noqa: SIM115
-        return tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY)  # noqa: SIM115
+            return tempfile.NamedTemporaryFile(dir=self._spool_dir, prefix=".part-", delete=False)
+        return tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY)
 
     def _fail(self, message: str) -> None:
         self.failure = error("Client.EdxmlAttachmentBase64", self.path, message)
@@ -188,9 +190,20 @@ def _unwrap_zip(
                 return None
             with archive.open(entries[0]) as member:
                 return _copy_out(member, policy, file_name, used_names, decoder.path)
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError, NotImplementedError, RuntimeError) as exc:
+    except (
+        zipfile.BadZipFile,
+        zipfile.LargeZipFile,
+        EOFError,
+        OSError,
+        NotImplementedError,
+        RuntimeError,
+    ) as exc:
         issues.append(
-            warning("W.ZipUnreadable", decoder.path, f"declared as a ZIP but cannot be unzipped ({exc}); kept as is")
+            warning(
+                "W.ZipUnreadable",
+                decoder.path,
+                f"declared as a ZIP but cannot be unzipped ({exc}); kept as is",
+            )
         )
         return None
 
@@ -204,8 +217,7 @@ def _copy_out(
     try:
         while chunk := member.read(1 << 20):
             size += len(chunk)
-            if size > policy.max_unzipped_bytes:
-                raise zipfile.LargeZipFile(f"unzipped content exceeds {policy.max_unzipped_bytes} bytes at {path}")
+            _check_unzipped_size(size, policy.max_unzipped_bytes, path)
             digest.update(chunk)
             if out is not None:
                 out.write(chunk)
@@ -219,7 +231,14 @@ def _copy_out(
     return size, digest.hexdigest(), str(target) if target is not None else None
 
 
-def _keep_raw(decoder: Base64Decoder, policy: AttachmentPolicy, file_name: str | None, used: set[str]) -> str | None:
+def _check_unzipped_size(size: int, limit: int, path: str) -> None:
+    if size > limit:
+        raise zipfile.LargeZipFile(f"unzipped content exceeds {limit} bytes at {path}")
+
+
+def _keep_raw(
+    decoder: Base64Decoder, policy: AttachmentPolicy, file_name: str | None, used: set[str]
+) -> str | None:
     target = _target_path(policy, file_name, used)
     if target is None:
         return None
@@ -298,7 +317,11 @@ def zip_single_file(source: Path, original_name: str, work_dir: Path) -> Path:
     """Wrap one file as the VNPT SDK does: a ZIP holding ``<uuid>.<original extension>``."""
     ext = original_name.rpartition(".")[2] if "." in original_name else "bin"
     target = work_dir / f"{uuid.uuid4()}.zip"
-    with zipfile.ZipFile(target, "w", compression=zipfile.ZIP_DEFLATED) as archive:
-        with source.open("rb") as src, archive.open(f"{uuid.uuid4()}.{ext}", "w", force_zip64=True) as dst:
-            shutil.copyfileobj(src, dst, 1 << 20)
+    entry = f"{uuid.uuid4()}.{ext}"
+    with (
+        zipfile.ZipFile(target, "w", compression=zipfile.ZIP_DEFLATED) as archive,
+        source.open("rb") as src,
+        archive.open(entry, "w", force_zip64=True) as dst,
+    ):
+        shutil.copyfileobj(src, dst, 1 << 20)
     return target

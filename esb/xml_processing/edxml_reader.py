@@ -11,13 +11,14 @@ cannot accept an error.  Errors raise :class:`esb.errors.EdxmlInvalid` carrying 
 from __future__ import annotations
 
 import hashlib
+import itertools
 import re
 import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
-from typing import IO, TypeVar
+from typing import IO, NoReturn, TypeVar
 
 from lxml import etree
 
@@ -28,7 +29,12 @@ from esb.domain.identifiers import classify_organ_id
 from esb.domain.issues import Issue, error, warning
 from esb.errors import EdxmlInvalid
 from esb.xml_processing import namespaces as ns
-from esb.xml_processing.attachments import AttachmentPolicy, Base64Decoder, finish_attachment, looks_text_decoded
+from esb.xml_processing.attachments import (
+    AttachmentPolicy,
+    Base64Decoder,
+    finish_attachment,
+    looks_text_decoded,
+)
 from esb.xml_processing.edxml_structure import CANONICAL_ORDER, REPEATABLE, SPELLING_ALIASES
 from esb.xml_processing.parsing import CHUNK_SIZE, TextConsumer, XmlLimits, parse_stream
 
@@ -106,6 +112,16 @@ def _read_chunks(source: Source) -> Iterator[bytes]:
             yield chunk
 
 
+def _attribute(el: etree._Element | None, *names: str) -> str | None:
+    if el is None:
+        return None
+    for name in names:
+        value = el.get(name)
+        if value:
+            return str(value)
+    return None
+
+
 def _local(tag: object) -> str:
     return ns.split_tag(tag)[1] if isinstance(tag, str) else ""
 
@@ -118,28 +134,38 @@ class _Reader:
         self.decoders = decoders
         self.policy = policy
         self.issues: list[Issue] = []
-        self._no_namespace: list[str] = []
+        self._no_namespace: list[etree._Element] = []
 
     # entry ----------------------------------------------------------------------------------
     def read(self) -> m.Package:
         header, envelope_kids = self._envelope()
-        message = self._one(header, "MessageHeader", required=True)
-        assert message is not None  # noqa: S101 - required=True raised otherwise
+        message = self._one(header, "MessageHeader")
+        if message is None:
+            self._fatal(
+                "Client.EdxmlMissingElement",
+                self._path(header) + "/MessageHeader",
+                "MessageHeader is missing",
+            )
         kind = self._kind(message)
         package: m.Package | None
         if kind == "status":
             package = self._status(message)
             for extra in ("TraceHeaderList", "Signature"):
                 if self._kids(header, "edXMLHeader").get(extra):
-                    self._warn("W.UnexpectedElement", self._path(header) + "/" + extra, "a status package has no " + extra)
+                    self._warn(
+                        "W.UnexpectedElement",
+                        self._path(header) + "/" + extra,
+                        "a status package has no " + extra,
+                    )
         else:
             package = self._edoc(message, header, envelope_kids)
         if self._no_namespace:
-            first = self._no_namespace[0]
+            first = self._path(self._no_namespace[0])
             self._warn(
                 "W.NoNamespace",
                 first,
-                f"{len(self._no_namespace)} element(s) are in no namespace instead of {ns.EDXML} (first here)",
+                f"{len(self._no_namespace)} element(s) are in no namespace "
+                f"instead of {ns.EDXML} (first here)",
             )
         errors = [i for i in self.issues if i.is_error]
         if errors or package is None:
@@ -150,15 +176,20 @@ class _Reader:
         root = self.root
         root_ns, root_name = ns.split_tag(root.tag)
         if root_name != "edXML":
-            self._fatal("Client.EdxmlWrongRoot", f"/{root_name}", f"the root element is <{root_name}>, not <edXML>")
+            self._fatal(
+                "Client.EdxmlWrongRoot", f"/{root_name}", f"the root element is <{root_name}>, not <edXML>"
+            )
         if root_ns in (ns.EDOC_VN_2013, ns.GO_VN_EDOC):
             self._fatal(
                 "Client.EdxmlUnsupportedVariant",
                 "/edXML",
-                f"the namespace {root_ns} belongs to a pre-QCVN 102:2016 edXML variant, which is not accepted",
+                f"the namespace {root_ns} belongs to a pre-QCVN 102:2016 edXML variant, "
+                "which is not accepted",
             )
         if root_ns not in (ns.EDXML, None):
-            self._fatal("Client.EdxmlWrongNamespace", "/edXML", f"the root is in namespace {root_ns}, not {ns.EDXML}")
+            self._fatal(
+                "Client.EdxmlWrongNamespace", "/edXML", f"the root is in namespace {root_ns}, not {ns.EDXML}"
+            )
         root_kids = self._kids(root, "edXML")
         envelope = self._first(root_kids, "edXMLEnvelope")
         if envelope is None:
@@ -166,7 +197,9 @@ class _Reader:
         envelope_kids = self._kids(envelope, "edXMLEnvelope")
         header = self._first(envelope_kids, "edXMLHeader")
         if header is None:
-            self._fatal("Client.EdxmlMissingElement", "/edXML/edXMLEnvelope/edXMLHeader", "edXMLHeader is missing")
+            self._fatal(
+                "Client.EdxmlMissingElement", "/edXML/edXMLEnvelope/edXMLHeader", "edXMLHeader is missing"
+            )
         envelope_kids["AttachmentEncoded"] = root_kids.get("AttachmentEncoded", [])
         return header, envelope_kids
 
@@ -198,12 +231,16 @@ class _Reader:
             self._error("Client.EdxmlMissingElement", path + "/DocumentId", "DocumentId is missing or empty")
         subject = self._text(self._one_of(kids, "Subject", path))
         if subject is None:
-            self._error("Client.EdxmlMissingElement", path + "/Subject", "Subject (trích yếu) is missing or empty")
+            self._error(
+                "Client.EdxmlMissingElement", path + "/Subject", "Subject (trích yếu) is missing or empty"
+            )
         code = self._code(self._one_of(kids, "Code", path))
         promulgation = self._promulgation(self._one_of(kids, "PromulgationInfo", path))
         for name, value in (("Code", code), ("PromulgationInfo", promulgation)):
             if value is None:
-                self._warn("W.MissingRecommended", f"{path}/{name}", f"{name} is missing; generators always send it")
+                self._warn(
+                    "W.MissingRecommended", f"{path}/{name}", f"{name} is missing; generators always send it"
+                )
         if document_id is not None and from_ is not None:
             self._check_document_id(document_id, from_.organ_id, f"{path}/DocumentId")
         trace_list = self._first(self._kids(header, "edXMLHeader"), "TraceHeaderList")
@@ -226,14 +263,17 @@ class _Reader:
             due_date=self._date(self._one_of(kids, "DueDate", path)),
             other_info=self._other_info(self._one_of(kids, "OtherInfo", path)),
             response_for=tuple(
-                r for r in (self._response_for(e, "ResponseFor/edoc") for e in kids.get("ResponseFor", [])) if r
+                r
+                for r in (self._response_for(e, "ResponseFor/edoc") for e in kids.get("ResponseFor", []))
+                if r
             ),
             steering_type=self._steering(self._one_of(kids, "SteeringType", path)),
-            response_for_task=self._texts(self._one_of(kids, "ResponseForTask", path), "ResponseForTask", "TaskCode"),
+            response_for_task=self._texts(
+                self._one_of(kids, "ResponseForTask", path), "ResponseForTask", "TaskCode"
+            ),
             application_type=self._text(self._one_of(kids, "ApplicationType", path)),
             to_places=self._texts(self._one_of(kids, "ToPlaces", path), "ToPlaces", "Place"),
         )
-        attrs = trace_list.attrib if trace_list is not None else {}
         return m.EdocPackage(
             header=edoc_header,
             trace_headers=traces,
@@ -241,8 +281,8 @@ class _Reader:
             references=references,
             attachments=attachments,
             signature=signature,
-            trace_list_id=attrs.get("id") or attrs.get("Id"),
-            trace_list_version=attrs.get("version") or attrs.get("Version"),
+            trace_list_id=_attribute(trace_list, "id", "Id"),
+            trace_list_version=_attribute(trace_list, "version", "Version"),
         )
 
     def _organization(self, el: etree._Element | None) -> m.Organization | None:
@@ -252,7 +292,9 @@ class _Reader:
         path = self._path(el)
         organ_id = self._organ_id(self._one_of(kids, "OrganId", path))
         if organ_id is None:
-            self._error("Client.EdxmlMissingElement", path + "/OrganId", "OrganId (mã định danh) is missing or empty")
+            self._error(
+                "Client.EdxmlMissingElement", path + "/OrganId", "OrganId (mã định danh) is missing or empty"
+            )
             return None
         values = {name: self._text(self._one_of(kids, name, path)) for name in CANONICAL_ORDER["From"][1:]}
         return m.Organization(
@@ -270,7 +312,9 @@ class _Reader:
         seen: set[str] = set()
         for index, org in enumerate(to, start=1):
             if org.organ_id in seen:
-                self._warn("W.DuplicateRecipient", f"{path}/To[{index}]", f"{org.organ_id} is listed twice in To")
+                self._warn(
+                    "W.DuplicateRecipient", f"{path}/To[{index}]", f"{org.organ_id} is listed twice in To"
+                )
             seen.add(org.organ_id)
 
     def _check_document_id(self, document_id: str, sender: str, path: str) -> None:
@@ -280,7 +324,9 @@ class _Reader:
                 "W.DocumentIdFormat", path, "DocumentId is not in the form OrganId,yyyy/MM/dd,Number/Notation"
             )
         elif match["organ"] != sender:
-            self._warn("W.DocumentIdSender", path, f"DocumentId names {match['organ']} but the sender is {sender}")
+            self._warn(
+                "W.DocumentIdSender", path, f"DocumentId names {match['organ']} but the sender is {sender}"
+            )
 
     def _code(self, el: etree._Element | None) -> m.Code | None:
         if el is None:
@@ -303,7 +349,9 @@ class _Reader:
         value = self._date(date_el)
         if value is None:
             if date_el is not None and self._text(date_el, report_empty=False) is not None:
-                self._error("Client.EdxmlInvalidValue", self._path(date_el), "PromulgationDate is not a valid date")
+                self._error(
+                    "Client.EdxmlInvalidValue", self._path(date_el), "PromulgationDate is not a valid date"
+                )
             else:
                 self._warn("W.MissingRecommended", path + "/PromulgationDate", "PromulgationDate is missing")
             return None
@@ -371,7 +419,9 @@ class _Reader:
         if value is None or el is None:
             return None
         if value not in SteeringType._value2member_map_:
-            self._warn("W.InvalidValue", self._path(el), f"SteeringType {value} is unknown; read as 0 (not steering)")
+            self._warn(
+                "W.InvalidValue", self._path(el), f"SteeringType {value} is unknown; read as 0 (not steering)"
+            )
             return SteeringType.NOT_STEERING
         return SteeringType(value)
 
@@ -394,21 +444,29 @@ class _Reader:
                 self._warn("W.IncompleteElement", item_path, f"TraceHeader without a usable {missing}")
             traces.append(m.TraceHeader(organ_id, timestamp))
         if not traces:
-            self._warn("W.MissingRecommended", path + "/TraceHeader", "no TraceHeader: the sender did not sign in")
+            self._warn(
+                "W.MissingRecommended", path + "/TraceHeader", "no TraceHeader: the sender did not sign in"
+            )
         business_el = self._one_of(kids, "Bussiness", path)
         business = self._business(business_el) if business_el is not None else None
         if business_el is None:
-            self._warn("W.MissingRecommended", path + "/Bussiness", "Bussiness is missing; read as a new document")
+            self._warn(
+                "W.MissingRecommended", path + "/Bussiness", "Bussiness is missing; read as a new document"
+            )
         return tuple(traces), business
 
     def _business(self, el: etree._Element) -> m.Business | None:
         kids = self._kids(el, "Bussiness")
         path = self._path(el)
         doc_type_el = self._one_of(kids, "BussinessDocType", path)
-        doc_type = self._enum(BusinessDocType, self._int(doc_type_el), path + "/BussinessDocType", error_code=True)
+        doc_type = self._enum(
+            BusinessDocType, self._int(doc_type_el), path + "/BussinessDocType", error_code=True
+        )
         if doc_type is None:
             if doc_type_el is None:
-                self._error("Client.EdxmlMissingElement", path + "/BussinessDocType", "BussinessDocType is missing")
+                self._error(
+                    "Client.EdxmlMissingElement", path + "/BussinessDocType", "BussinessDocType is missing"
+                )
             return None
         document_id = self._text(self._one_of(kids, "DocumentId", path))
         if doc_type in (BusinessDocType.REVOKE, BusinessDocType.UPDATE) and document_id is None:
@@ -439,10 +497,15 @@ class _Reader:
                 item_kids = self._kids(item, "Receiver")
                 item_path = self._path(item)
                 organ_id = self._organ_id(self._one_of(item_kids, "OrganId", item_path))
-                kind = self._enum(ReceiverType, self._int(self._one_of(item_kids, "ReceiverType", item_path)),
-                                  item_path + "/ReceiverType")
+                kind = self._enum(
+                    ReceiverType,
+                    self._int(self._one_of(item_kids, "ReceiverType", item_path)),
+                    item_path + "/ReceiverType",
+                )
                 if organ_id is None or kind is None:
-                    self._warn("W.IncompleteElement", item_path, "Receiver needs OrganId and ReceiverType; ignored")
+                    self._warn(
+                        "W.IncompleteElement", item_path, "Receiver needs OrganId and ReceiverType; ignored"
+                    )
                     continue
                 receivers.append(m.Receiver(organ_id, kind))
         return m.BusinessDocumentInfo(
@@ -503,7 +566,9 @@ class _Reader:
             if content_id is None:
                 content_id = self._xlink_content_id(ref)
             if content_id is None:
-                self._error("Client.EdxmlMissingElement", path + "/ContentId", "a manifest Reference has no ContentId")
+                self._error(
+                    "Client.EdxmlMissingElement", path + "/ContentId", "a manifest Reference has no ContentId"
+                )
                 continue
             references.append(
                 m.ManifestReference(
@@ -516,9 +581,12 @@ class _Reader:
         return tuple(references)
 
     def _xlink_content_id(self, ref: etree._Element) -> str | None:
-        for name, value in ref.attrib.items():
+        for name, raw in ref.attrib.items():
+            value = str(raw)
             if _local(name) == "href" and value.strip():
-                self._warn("W.ContentIdFromHref", self._path(ref), "ContentId taken from the xlink:href attribute")
+                self._warn(
+                    "W.ContentIdFromHref", self._path(ref), "ContentId taken from the xlink:href attribute"
+                )
                 return value.strip().removeprefix("cid:")
         return None
 
@@ -543,7 +611,8 @@ class _Reader:
                 self._error(
                     "Client.EdxmlAttachmentMissing",
                     "/edXML/edXMLEnvelope/edXMLBody/edXMLManifest",
-                    f"the manifest lists cid:{ref.content_id} ({ref.attachment_name}) but no attachment carries it",
+                    f"the manifest lists cid:{ref.content_id} ({ref.attachment_name}) "
+                    "but no attachment carries it",
                 )
         return tuple(result)
 
@@ -580,14 +649,18 @@ class _Reader:
         reference = by_id.get(content_id)
         if reference is None:
             self._warn("W.AttachmentUnreferenced", path, f"cid:{content_id} is not listed in the manifest")
-        name = self._text(self._one_of(kids, "AttachmentName", path)) or (reference.attachment_name if reference else None)
+        name = self._text(self._one_of(kids, "AttachmentName", path)) or (
+            reference.attachment_name if reference else None
+        )
         content_type = self._text(self._one_of(kids, "ContentType", path))
         manifest_type = reference.content_type if reference else None
         if decoder.failure is not None:
             self.issues.append(decoder.failure)
             return None
         if decoder.had_line_breaks:
-            self._warn("W.Base64LineBreaks", decoder.path, "base64 content is split over lines; one line is standard")
+            self._warn(
+                "W.Base64LineBreaks", decoder.path, "base64 content is split over lines; one line is standard"
+            )
         if looks_text_decoded(decoder, (content_type, manifest_type)):
             self._error(
                 "Client.EdxmlAttachmentCorrupted",
@@ -661,7 +734,11 @@ class _Reader:
                 "a status package needs ResponseFor with the OrganId of the document concerned",
             )
         elif response.code is None:
-            self._warn("W.MissingRecommended", path + "/ResponseFor/Code", "hubs find the document by ResponseFor/Code")
+            self._warn(
+                "W.MissingRecommended",
+                path + "/ResponseFor/Code",
+                "hubs find the document by ResponseFor/Code",
+            )
         status = self._status_code(self._one_of(kids, "StatusCode", path))
         timestamp_el = self._one_of(kids, "Timestamp", path)
         timestamp = self._datetime(timestamp_el, required=True)
@@ -684,7 +761,6 @@ class _Reader:
                 "/edXML/edXMLEnvelope/edXMLHeader/MessageHeader/StatusCode",
                 "the status package has an empty StatusCode",
             )
-        assert el is not None and raw is not None  # noqa: S101 - _fatal raised otherwise
         path = self._path(el)
         if not raw.isdigit() or len(raw) > 2:
             self._error("Client.EdxmlStatusCodeUnknown", path, f"StatusCode '{raw}' is not a status code")
@@ -714,17 +790,26 @@ class _Reader:
             if not isinstance(child.tag, str):
                 continue
             child_ns, name = ns.split_tag(child.tag)
-            path = self._path(child)
             if name in SPELLING_ALIASES:
-                self._warn("W.BusinessSpelling", path, f"{name} is spelled {SPELLING_ALIASES[name]} in QCVN 102")
+                self._warn(
+                    "W.BusinessSpelling",
+                    self._path(child),
+                    f"{name} is spelled {SPELLING_ALIASES[name]} in QCVN 102",
+                )
                 name = SPELLING_ALIASES[name]
             if child_ns is None:
-                self._no_namespace.append(path)
+                self._no_namespace.append(child)
             elif child_ns != ns.EDXML and not (name == "Signature" and child_ns == ns.DS):
-                self._warn("W.UnknownElement", path, f"element from namespace {child_ns} ignored")
+                self._warn(
+                    "W.UnknownElement", self._path(child), f"element from namespace {child_ns} ignored"
+                )
                 continue
             if name not in order:
-                self._warn("W.UnknownElement", path, f"<{name}> is not part of {shape.split('/')[0]}; ignored")
+                self._warn(
+                    "W.UnknownElement",
+                    self._path(child),
+                    f"<{name}> is not part of {shape.split('/')[0]}; ignored",
+                )
                 continue
             result.setdefault(name, []).append(child)
             positions.append((order.index(name), name))
@@ -735,12 +820,13 @@ class _Reader:
         return result
 
     def _check_order(self, positions: list[tuple[int, str]], el: etree._Element, shape: str) -> None:
-        for (before_index, before), (after_index, after) in zip(positions, positions[1:], strict=False):
+        for (before_index, before), (after_index, after) in itertools.pairwise(positions):
             if after_index < before_index:
                 self._warn(
                     "W.ElementOrder",
                     self._path(el),
-                    f"<{after}> comes after <{before}>; the standard order is {', '.join(CANONICAL_ORDER[shape])}",
+                    f"<{after}> comes after <{before}>; "
+                    f"the standard order is {', '.join(CANONICAL_ORDER[shape])}",
                 )
                 return
 
@@ -775,7 +861,9 @@ class _Reader:
         if el is None:
             return None
         if len(el):
-            self._error("Client.EdxmlStructure", self._path(el), f"<{_local(el.tag)}> must hold text, not elements")
+            self._error(
+                "Client.EdxmlStructure", self._path(el), f"<{_local(el.tag)}> must hold text, not elements"
+            )
             return None
         value = (el.text or "").strip()
         if not value:
@@ -795,7 +883,9 @@ class _Reader:
         if value is None or el is None:
             return None
         if value.lower() in _NULL_LITERALS:
-            self._warn("W.NullLiteral", self._path(el), f"OrganId is the literal '{value}'; treated as absent")
+            self._warn(
+                "W.NullLiteral", self._path(el), f"OrganId is the literal '{value}'; treated as absent"
+            )
             return None
         if not classify_organ_id(value).is_conforming:
             self._warn(
@@ -848,14 +938,20 @@ class _Reader:
             self._warn("W.InvalidValue", self._path(el), f"'{value}' is not a date; ignored")
             return None
         if parsed.form is not DateForm.STRICT:
-            self._warn("W.DateFormat", self._path(el), f"'{value}' is in {parsed.form.value} form, not yyyy/MM/dd")
+            self._warn(
+                "W.DateFormat", self._path(el), f"'{value}' is in {parsed.form.value} form, not yyyy/MM/dd"
+            )
         return parsed.value
 
     def _datetime(self, el: etree._Element | None, *, required: bool = False) -> datetime | None:
         value = self._text(el)
         if value is None or el is None:
             if required:
-                where = self._path(el) if el is not None else "/edXML/edXMLEnvelope/edXMLHeader/MessageHeader/Timestamp"
+                where = (
+                    self._path(el)
+                    if el is not None
+                    else "/edXML/edXMLEnvelope/edXMLHeader/MessageHeader/Timestamp"
+                )
                 self._error("Client.EdxmlMissingElement", where, "Timestamp is missing or empty")
             return None
         parsed = parse_datetime(value)
@@ -867,7 +963,9 @@ class _Reader:
             return None
         if parsed.form is not DateForm.STRICT:
             self._warn(
-                "W.DateFormat", self._path(el), f"'{value}' is in {parsed.form.value} form, not yyyy/MM/dd HH:mm:ss"
+                "W.DateFormat",
+                self._path(el),
+                f"'{value}' is in {parsed.form.value} form, not yyyy/MM/dd HH:mm:ss",
             )
         return parsed.value
 
@@ -879,7 +977,7 @@ class _Reader:
             name = _local(node.tag)
             parent = node.getparent()
             if parent is not None:
-                same = [c for c in parent if isinstance(c.tag, str) and _local(c.tag) == name]
+                same = list(parent.iterchildren(node.tag))
                 if len(same) > 1:
                     name = f"{name}[{same.index(node) + 1}]"
             parts.append(name)
@@ -892,7 +990,7 @@ class _Reader:
     def _error(self, code: str, path: str, message: str) -> None:
         self.issues.append(error(code, path, message))
 
-    def _fatal(self, code: str, path: str, message: str) -> None:
+    def _fatal(self, code: str, path: str, message: str) -> NoReturn:
         self._error(code, path, message)
         raise EdxmlInvalid(sorted(self.issues, key=lambda i: not i.is_error))
 

@@ -14,6 +14,7 @@ import secrets
 import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
+from datetime import date, datetime
 from pathlib import Path
 from typing import IO
 
@@ -25,7 +26,13 @@ from esb.domain.edxml_enums import BusinessDocType
 from esb.domain.identifiers import classify_organ_id
 from esb.errors import EdxmlBuildError
 from esb.xml_processing import namespaces as ns
-from esb.xml_processing.attachments import ZIP_CONTENT_TYPE, EncodedFile, encode_base64, file_digest, zip_single_file
+from esb.xml_processing.attachments import (
+    ZIP_CONTENT_TYPE,
+    EncodedFile,
+    encode_base64,
+    file_digest,
+    zip_single_file,
+)
 from esb.xml_processing.edxml_structure import ORGANIZATION, STAFF_INFO
 from esb.xml_processing.schemas import SchemaName, SchemaRegistry
 
@@ -107,17 +114,21 @@ def _prepare_files(
     for attachment in package.attachments:
         path = files[attachment.content_id]
         if not path.is_file():
-            raise EdxmlBuildError(f"attachment file {path} does not exist", code="Client.EdxmlBuildAttachment")
+            raise EdxmlBuildError(
+                f"attachment file {path} does not exist", code="Client.EdxmlBuildAttachment"
+            )
         content = file_digest(path)
         reference = references.get(attachment.content_id)
         wrap = attachment.data.unwrapped_zip or (
-            _is_zip_type(attachment.content_type) and not _is_zip_type(reference.content_type if reference else None)
+            _is_zip_type(attachment.content_type)
+            and not _is_zip_type(reference.content_type if reference else None)
         )
         encoded_path = zip_single_file(path, attachment.attachment_name or path.name, work) if wrap else path
         encoded = file_digest(encoded_path) if wrap else content
         data = m.AttachmentData(content.size, content.sha256, wrap, encoded.size, encoded.sha256, str(path))
-        attachments.append(replace(attachment, content_type=ZIP_CONTENT_TYPE if wrap else attachment.content_type,
-                                   data=data))
+        attachments.append(
+            replace(attachment, content_type=ZIP_CONTENT_TYPE if wrap else attachment.content_type, data=data)
+        )
         sources.append(_Source(attachment.content_id, encoded_path))
     return sources, replace(package, attachments=tuple(attachments))
 
@@ -138,7 +149,9 @@ def _validate(registry: SchemaRegistry, tree: etree._Element) -> None:
         )
 
 
-def _serialize(tree: etree._Element, package: m.Package, out: IO[bytes], sources: Sequence[_Source]) -> WriteResult:
+def _serialize(
+    tree: etree._Element, package: m.Package, out: IO[bytes], sources: Sequence[_Source]
+) -> WriteResult:
     """Serialise with a random marker in each ContentTransferEncoded, then stream base64 in its place."""
     markers: list[str] = []
     for element in tree.iter(ns.qname("ContentTransferEncoded")):
@@ -181,16 +194,31 @@ def _el(parent: etree._Element, name: str, text: str | None = None) -> etree._El
 
 
 def _opt(parent: etree._Element, name: str, value: object) -> None:
+    """Write ``value`` in its strict lexical form; nothing at all when it is absent."""
     if value is None:
         return
     if isinstance(value, bool):
-        _el(parent, name, "true" if value else "false")
+        text = "true" if value else "false"
+    elif isinstance(value, int):  # IntEnum members too: their number, not their name
+        text = str(int(value))
+    elif isinstance(value, datetime):
+        text = format_datetime(value)
+    elif isinstance(value, date):
+        text = format_date(value)
     else:
-        _el(parent, name, str(int(value)) if isinstance(value, int) else str(value))
+        text = str(value)
+    _el(parent, name, text)
+
+
+def _text_list(parent: etree._Element, container: str, item: str, values: Sequence[str]) -> None:
+    if values:
+        element = _el(parent, container)
+        for value in values:
+            _el(element, item, value)
 
 
 def _root() -> tuple[etree._Element, etree._Element, etree._Element]:
-    root = etree.Element(ns.qname("edXML"), nsmap={None: ns.EDXML})
+    root = etree.Element(ns.qname("edXML"), nsmap={None: ns.EDXML})  # type: ignore[dict-item]  # lxml-stubs
     envelope = etree.SubElement(root, ns.qname("edXMLEnvelope"), nsmap=_PREFIXED)
     header = _el(envelope, "edXMLHeader")
     return root, envelope, header
@@ -230,11 +258,11 @@ def _status_tree(package: m.StatusPackage) -> etree._Element:
     _opt(response, "OrganId", rf.organ_id)
     _opt(response, "Code", rf.code)
     _opt(response, "DocumentId", rf.document_id)
-    _opt(response, "PromulgationDate", format_date(rf.promulgation_date) if rf.promulgation_date else None)
+    _opt(response, "PromulgationDate", rf.promulgation_date)
     _staff(message, package.staff_info)
     _el(message, "StatusCode", package.status_code.value)
     _opt(message, "Description", package.description)
-    _el(message, "Timestamp", format_datetime(package.timestamp))
+    _opt(message, "Timestamp", package.timestamp)
     return root
 
 
@@ -277,7 +305,7 @@ def _message_header(message: etree._Element, h: m.EdocHeader) -> None:
     if h.promulgation_info is not None:
         info = _el(message, "PromulgationInfo")
         _opt(info, "Place", h.promulgation_info.place)
-        _el(info, "PromulgationDate", format_date(h.promulgation_info.promulgation_date))
+        _opt(info, "PromulgationDate", h.promulgation_info.promulgation_date)
     if h.document_type is not None:
         doc_type = _el(message, "DocumentType")
         _opt(doc_type, "Type", h.document_type.type)
@@ -290,25 +318,19 @@ def _message_header(message: etree._Element, h: m.EdocHeader) -> None:
         _opt(signer, "Competence", h.signer_info.competence)
         _opt(signer, "Position", h.signer_info.position)
         _opt(signer, "FullName", h.signer_info.full_name)
-    _opt(message, "DueDate", format_date(h.due_date) if h.due_date else None)
+    _opt(message, "DueDate", h.due_date)
     if h.other_info is not None:
         _other_info(_el(message, "OtherInfo"), h.other_info)
     for rf in h.response_for:
         response = _el(message, "ResponseFor")
         _opt(response, "OrganId", rf.organ_id)
         _opt(response, "Code", rf.code)
-        _opt(response, "PromulgationDate", format_date(rf.promulgation_date) if rf.promulgation_date else None)
+        _opt(response, "PromulgationDate", rf.promulgation_date)
         _opt(response, "DocumentId", rf.document_id)
     _opt(message, "SteeringType", h.steering_type)
-    if h.response_for_task:
-        task = _el(message, "ResponseForTask")
-        for code in h.response_for_task:
-            _el(task, "TaskCode", code)
+    _text_list(message, "ResponseForTask", "TaskCode", h.response_for_task)
     _opt(message, "ApplicationType", h.application_type)
-    if h.to_places:
-        places = _el(message, "ToPlaces")
-        for place in h.to_places:
-            _el(places, "Place", place)
+    _text_list(message, "ToPlaces", "Place", h.to_places)
 
 
 def _other_info(el: etree._Element, o: m.OtherInfo) -> None:
@@ -320,10 +342,7 @@ def _other_info(el: etree._Element, o: m.OtherInfo) -> None:
     _opt(el, "ReplyFors", o.reply_fors)
     _opt(el, "Direction", o.direction)
     _opt(el, "ReferenceCodes", o.reference_codes)
-    if o.appendixes:
-        appendixes = _el(el, "Appendixes")
-        for name in o.appendixes:
-            _el(appendixes, "Appendix", name)
+    _text_list(el, "Appendixes", "Appendix", o.appendixes)
 
 
 def _trace_list(header: etree._Element, package: m.EdocPackage) -> None:
@@ -335,7 +354,7 @@ def _trace_list(header: etree._Element, package: m.EdocPackage) -> None:
     for trace in package.trace_headers:
         el = _el(trace_list, "TraceHeader")
         _opt(el, "OrganId", trace.organ_id)
-        _opt(el, "Timestamp", format_datetime(trace.timestamp) if trace.timestamp else None)
+        _opt(el, "Timestamp", trace.timestamp)
     if package.business is not None:
         _business(_el(trace_list, "Bussiness"), package.business)
 
@@ -362,5 +381,5 @@ def _business(el: etree._Element, b: m.Business) -> None:
             _el(r, "DocumentId", item.document_id)
             organs = _el(r, "OrganIdList")
             for organ_id in item.organ_ids:
-                _el(organs, "OrganId", organ_id)
+                _opt(organs, "OrganId", organ_id)
     _staff(el, b.staff_info)

@@ -80,7 +80,8 @@ def parse_stream(
             total += len(chunk)
             if total > limits.max_bytes:
                 raise XmlInputError(
-                    f"document is larger than the limit of {limits.max_bytes} bytes", code="Client.XmlTooLarge"
+                    f"document is larger than the limit of {limits.max_bytes} bytes",
+                    code="Client.XmlTooLarge",
                 )
             parser.feed(chunk)
             namespaces.feed(chunk)
@@ -121,7 +122,9 @@ class _LimitedTreeTarget:
         self.path: list[str] = []
 
     # lxml parser-target protocol -------------------------------------------------------
-    def start(self, tag: str, attrib: Mapping[str, str], nsmap: Mapping[str | None, str] | None = None) -> None:
+    def start(
+        self, tag: str, attrib: Mapping[str, str], nsmap: Mapping[str | None, str] | None = None
+    ) -> None:
         self.seen_root = True
         self._depth += 1
         self._elements += 1
@@ -134,7 +137,7 @@ class _LimitedTreeTarget:
                 self._consumer, self._consumer_depth = consumer, self._depth
         # a parser target reports the default namespace under the prefix '', TreeBuilder wants None
         declared = {(prefix or None): uri for prefix, uri in (nsmap or {}).items()}
-        self._builder.start(tag, dict(attrib), declared)
+        self._builder.start(tag, dict(attrib), declared)  # type: ignore[call-arg,arg-type]  # lxml-stubs lag
 
     def end(self, tag: str) -> None:
         if self._consumer is not None and self._depth == self._consumer_depth:
@@ -152,7 +155,8 @@ class _LimitedTreeTarget:
         self._text_chars += len(text)
         if self._text_chars > self._limits.max_text_chars:
             raise XmlInputError(
-                f"a text node is longer than {self._limits.max_text_chars} characters at /{'/'.join(self.path)}",
+                f"a text node is longer than {self._limits.max_text_chars} characters "
+                f"at /{'/'.join(self.path)}",
                 code="Client.XmlTooLarge",
             )
         self._builder.data(text)
@@ -183,7 +187,9 @@ class _LimitedTreeTarget:
     def _check_start(self, tag: str, attrib: Mapping[str, str]) -> None:
         where = "/" + "/".join(self.path)
         if self._depth > self._limits.max_depth:
-            raise XmlInputError(f"elements are nested deeper than {self._limits.max_depth}", code="Client.XmlTooDeep")
+            raise XmlInputError(
+                f"elements are nested deeper than {self._limits.max_depth}", code="Client.XmlTooDeep"
+            )
         if self._elements > self._limits.max_elements:
             raise XmlInputError(
                 f"the document has more than {self._limits.max_elements} elements", code="Client.XmlTooLarge"
@@ -219,7 +225,8 @@ class _NamespaceChecker:
             self._parser = None
             if exc.code == expat.errors.codes[expat.errors.XML_ERROR_UNBOUND_PREFIX]:
                 raise XmlInputError(
-                    f"a namespace prefix is used without being declared (line {exc.lineno}, column {exc.offset})",
+                    "a namespace prefix is used without being declared "
+                    f"(line {exc.lineno}, column {exc.offset})",
                     code="Client.XmlNotNamespaceWellFormed",
                     line=exc.lineno,
                 ) from None

@@ -13,6 +13,7 @@ stays out of logs and faults; the path and line locate it).  See ``xsd/CATALOG.m
 from __future__ import annotations
 
 import re
+import sys
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -64,8 +65,17 @@ class SchemaRegistry:
 
     @classmethod
     def default(cls) -> SchemaRegistry:
-        """The ``xsd/`` directory next to the ``esb`` package (the repository or image layout)."""
-        return cls(Path(__file__).resolve().parents[2] / "xsd")
+        """The project xsd/ directory: beside the esb package in a checkout, else where the wheel put it."""
+        candidates = (
+            Path(__file__).resolve().parents[2] / "xsd",
+            Path(sys.prefix) / "share" / "lgsp-esb" / "xsd",
+        )
+        for candidate in candidates:
+            if (candidate / SchemaName.EDXML_STRICT.value).is_file():
+                return cls(candidate)
+        raise ConfigurationError(
+            "the xsd/ directory was not found (looked in " + ", ".join(str(c) for c in candidates) + ")"
+        )
 
     @property
     def xsd_dir(self) -> Path:

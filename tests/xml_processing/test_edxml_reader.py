@@ -1,4 +1,4 @@
-"""Every shared real-world sample gets its expected verdict and warnings; the bad-package catalogue its code."""
+"""Every shared real-world sample gets its expected verdict and warnings; bad packages get their codes."""
 
 from __future__ import annotations
 
@@ -100,7 +100,10 @@ def test_anti_example_reports_every_finding() -> None:
     with pytest.raises(EdxmlInvalid) as caught:
         read_package(SAMPLES / "ANTIEXAMPLE_mic_edoc_corrupted_binary.edxml")
     codes = {(i.code, i.path) for i in caught.value.issues}
-    assert ("W.NullLiteral", "/edXML/edXMLEnvelope/edXMLHeader/TraceHeaderList/TraceHeader[1]/OrganId") in codes
+    assert (
+        "W.NullLiteral",
+        "/edXML/edXMLEnvelope/edXMLHeader/TraceHeaderList/TraceHeader[1]/OrganId",
+    ) in codes
     assert ("W.IncompleteElement", "/edXML/edXMLEnvelope/edXMLHeader/TraceHeaderList/TraceHeader[2]") in codes
 
 
@@ -116,7 +119,8 @@ def test_date_deviation_is_read_and_reported() -> None:
 def test_update_business_block() -> None:
     package = read_package(SAMPLES / "mic_edoc_update_bdt2.edxml").package
     assert isinstance(package, EdocPackage)
-    assert package.business is not None and package.business.doc_type is BusinessDocType.UPDATE
+    assert package.business is not None
+    assert package.business.doc_type is BusinessDocType.UPDATE
     info = package.business.document_info
     assert info is not None
     assert [(r.organ_id, r.receiver_type) for r in info.receivers] == [
@@ -127,7 +131,8 @@ def test_update_business_block() -> None:
 
 def test_replacement_business_block() -> None:
     package = read_package(SAMPLES / "mic_edoc_replacement_bdt3.edxml").package
-    assert isinstance(package, EdocPackage) and package.business is not None
+    assert isinstance(package, EdocPackage)
+    assert package.business is not None
     assert package.business.doc_type is BusinessDocType.REPLACE
     assert len(package.business.replacements) == 2
     assert package.business.replacements[0].organ_ids == ("000.00.00.H41", "000.00.00.H14")
@@ -165,8 +170,10 @@ def test_vnpt_zip_convention_is_unwrapped(tmp_path: Path) -> None:
     assert isinstance(result.package, EdocPackage)
     attachment = result.package.attachments[0]
     assert attachment.data.unwrapped_zip
-    assert attachment.data.encoded_size > 0 and attachment.data.encoded_sha256 != attachment.data.sha256
-    assert (tmp_path / "clean.txt").read_bytes() and attachment.data.location == str(tmp_path / "clean.txt")
+    assert attachment.data.encoded_size > 0
+    assert attachment.data.encoded_sha256 != attachment.data.sha256
+    assert (tmp_path / "clean.txt").read_bytes()
+    assert attachment.data.location == str(tmp_path / "clean.txt")
     assert [p.name for p in tmp_path.iterdir()] == ["clean.txt"]  # no spool files left behind
 
 
@@ -181,12 +188,18 @@ def test_declared_zip_in_manifest_is_kept_as_zip() -> None:
 NS = "http://www.mic.gov.vn/TBT/QCVN_102_2016"
 
 
-def edoc(message: str = "", *, trace: str | None = None, body: str = "", attachments: str = "", root: str = "") -> bytes:
-    trace_xml = trace if trace is not None else (
-        "<edXML:TraceHeaderList><edXML:TraceHeader><edXML:OrganId>000.00.11.H53</edXML:OrganId>"
-        "<edXML:Timestamp>2026/11/20 10:00:00</edXML:Timestamp></edXML:TraceHeader>"
-        "<edXML:Bussiness><edXML:BussinessDocType>0</edXML:BussinessDocType></edXML:Bussiness>"
-        "</edXML:TraceHeaderList>"
+def edoc(
+    message: str = "", *, trace: str | None = None, body: str = "", attachments: str = "", root: str = ""
+) -> bytes:
+    trace_xml = (
+        trace
+        if trace is not None
+        else (
+            "<edXML:TraceHeaderList><edXML:TraceHeader><edXML:OrganId>000.00.11.H53</edXML:OrganId>"
+            "<edXML:Timestamp>2026/11/20 10:00:00</edXML:Timestamp></edXML:TraceHeader>"
+            "<edXML:Bussiness><edXML:BussinessDocType>0</edXML:BussinessDocType></edXML:Bussiness>"
+            "</edXML:TraceHeaderList>"
+        )
     )
     message_xml = message or (
         "<edXML:From><edXML:OrganId>000.00.11.H53</edXML:OrganId></edXML:From>"
@@ -203,9 +216,12 @@ def edoc(message: str = "", *, trace: str | None = None, body: str = "", attachm
     ).encode()
 
 
-def with_attachment(payload: str, *, cid: str = "cid:f1", manifest_cid: str = "cid:f1", ctype: str = "text/plain") -> bytes:
+def with_attachment(
+    payload: str, *, cid: str = "cid:f1", manifest_cid: str = "cid:f1", ctype: str = "text/plain"
+) -> bytes:
     body = (
-        f"<edXML:edXMLBody><edXML:edXMLManifest version='1.0'><edXML:Reference><edXML:ContentId>{manifest_cid}"
+        "<edXML:edXMLBody><edXML:edXMLManifest version='1.0'><edXML:Reference>"
+        f"<edXML:ContentId>{manifest_cid}"
         f"</edXML:ContentId><edXML:ContentType>{ctype}</edXML:ContentType>"
         "<edXML:AttachmentName>a.txt</edXML:AttachmentName></edXML:Reference></edXML:edXMLManifest></edXML:edXMLBody>"
     )
@@ -308,7 +324,8 @@ def test_single_s_business_spelling_and_unprefixed_elements() -> None:
     )
     result = read_package(edoc(trace=trace))
     assert isinstance(result.package, EdocPackage)
-    assert result.package.business is not None and result.package.business.doc_type is BusinessDocType.REVOKE
+    assert result.package.business is not None
+    assert result.package.business.doc_type is BusinessDocType.REVOKE
     codes = Counter(w.code for w in result.warnings)
     assert codes["W.BusinessSpelling"] == 2
     assert codes["W.DateFormat"] == 1
@@ -316,8 +333,11 @@ def test_single_s_business_spelling_and_unprefixed_elements() -> None:
 
 
 def test_elements_in_no_namespace_are_accepted_with_one_warning() -> None:
-    data = edoc().replace(b"edXML:", b"").replace(f' xmlns:edXML="{NS}"'.encode(), b"").replace(
-        f'xmlns="{NS}"'.encode(), b""
+    data = (
+        edoc()
+        .replace(b"edXML:", b"")
+        .replace(f' xmlns:edXML="{NS}"'.encode(), b"")
+        .replace(f'xmlns="{NS}"'.encode(), b"")
     )
     result = read_package(data)
     assert [w.code for w in result.warnings] == ["W.NoNamespace"]
@@ -332,7 +352,11 @@ def test_unknown_elements_are_reported_and_ignored() -> None:
 
 
 def test_text_where_elements_belong_is_an_error() -> None:
-    message = edoc().decode().replace("<edXML:Subject>Thử</edXML:Subject>", "<edXML:Subject><b>x</b></edXML:Subject>")
+    message = (
+        edoc()
+        .decode()
+        .replace("<edXML:Subject>Thử</edXML:Subject>", "<edXML:Subject><b>x</b></edXML:Subject>")
+    )
     assert refused_with(message.encode()) == "Client.EdxmlStructure"
 
 
@@ -348,7 +372,9 @@ def test_manifest_reference_without_attachment() -> None:
     assert refused_with(with_attachment("aGVsbG8=", cid="cid:other")) == "Client.EdxmlAttachmentMissing"
 
 
-@pytest.mark.parametrize("payload", ["aGVsbG8", "aGVs*G8=", "aGVsbG8=aGVsbG8=", "${__StringFromFile(test.txt,,,)}"])
+@pytest.mark.parametrize(
+    "payload", ["aGVsbG8", "aGVs*G8=", "aGVsbG8=aGVsbG8=", "${__StringFromFile(test.txt,,,)}"]
+)
 def test_bad_base64(payload: str) -> None:
     assert refused_with(with_attachment(payload)) == "Client.EdxmlAttachmentBase64"
 
@@ -388,12 +414,17 @@ def test_attachment_larger_than_libxml2_text_limit(tmp_path: Path) -> None:
 
 
 def test_signature_in_xmldsig_namespace_is_recognised() -> None:
-    data = edoc().decode().replace(
-        "</edXML:TraceHeaderList>",
-        '</edXML:TraceHeaderList><Signature xmlns="http://www.w3.org/2000/09/xmldsig#"><SignedInfo>'
-        '<SignatureMethod Algorithm="http://www.w3.org/2001/04/xmldsig-more#rsa-sha256"/></SignedInfo></Signature>',
+    data = (
+        edoc()
+        .decode()
+        .replace(
+            "</edXML:TraceHeaderList>",
+            '</edXML:TraceHeaderList><Signature xmlns="http://www.w3.org/2000/09/xmldsig#"><SignedInfo>'
+            '<SignatureMethod Algorithm="http://www.w3.org/2001/04/xmldsig-more#rsa-sha256"/></SignedInfo></Signature>',
+        )
     )
     result = read_package(data.encode())
-    assert isinstance(result.package, EdocPackage) and result.package.signature is not None
+    assert isinstance(result.package, EdocPackage)
+    assert result.package.signature is not None
     assert result.package.signature.in_xmldsig_namespace
     assert result.warnings == ()
