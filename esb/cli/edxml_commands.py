@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import mimetypes
-import os
 import tempfile
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -21,7 +20,7 @@ from esb.domain.edxml_model import EdocPackage
 from esb.domain.issues import Issue, Severity
 from esb.domain.package_spec import AttachmentSpec, package_from_spec, wrap_attachments_as_zip
 from esb.errors import EdxmlBuildError, EdxmlInvalid, XmlInputError
-from esb.xml_processing.attachments import AttachmentPolicy
+from esb.xml_processing.attachments import AttachmentPolicy, publish_file
 from esb.xml_processing.edxml_reader import ReadResult, read_package
 from esb.xml_processing.edxml_writer import write_package
 from esb.xml_processing.schemas import SchemaName, SchemaRegistry
@@ -167,7 +166,9 @@ def build(spec: Path, output: Path, attach: tuple[Path, ...], zip_files: bool) -
     """Build a strict package from a small YAML description SPEC (see docs/edxml.md)."""
     description = load_spec(spec)
     extra = [
-        AttachmentSpec(str(p), p.name, mimetypes.guess_type(p.name)[0] or "application/octet-stream")
+        AttachmentSpec(
+            str(p.resolve()), p.name, mimetypes.guess_type(p.name)[0] or "application/octet-stream"
+        )
         for p in attach
     ]
     built = package_from_spec(description, now=datetime.now(VN_TZ), extra_attachments=extra)
@@ -195,8 +196,9 @@ def load_spec(path: Path) -> dict[str, Any]:
 
 
 def _resolve(base: Path, name: str) -> Path:
+    """Attachment paths in a description are relative to the description's folder."""
     path = Path(name).expanduser()
-    return path if path.is_absolute() or path.exists() else base / path
+    return path if path.is_absolute() else base / path
 
 
 def write_atomically(target: Path, write: Any) -> Any:
@@ -206,7 +208,7 @@ def write_atomically(target: Path, write: Any) -> Any:
     try:
         with handle:
             result = write(handle)
-        os.replace(handle.name, target)
+        publish_file(Path(handle.name), target)
     except BaseException:
         Path(handle.name).unlink(missing_ok=True)
         raise

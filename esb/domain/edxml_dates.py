@@ -78,7 +78,7 @@ def format_date(value: date) -> str:
 def format_datetime(value: datetime) -> str:
     """Strict edXML form in Vietnamese local time; a naive value is taken as local time."""
     local = value.astimezone(VN_TZ) if value.tzinfo else value
-    return local.strftime("%Y/%m/%d %H:%M:%S")
+    return f"{format_date(local.date())} {local.hour:02d}:{local.minute:02d}:{local.second:02d}"
 
 
 def to_local(value: datetime) -> datetime:
@@ -95,6 +95,6 @@ def _parse_iso_datetime(text: str) -> datetime | None:
         return None
     try:
         parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
+        return to_local(parsed).replace(microsecond=0)
+    except (ValueError, OverflowError):  # not a time, or outside what datetime can shift to UTC+7
         return None
-    return to_local(parsed).replace(microsecond=0)

@@ -8,6 +8,7 @@ reported at once, with the spec path, in one :class:`esb.errors.EdxmlBuildError`
 
 from __future__ import annotations
 
+import unicodedata
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -98,12 +99,23 @@ class _Spec:
         code = self.code(s.get("code"))
         promulgation = self.promulgation(s.get("promulgation"))
         subject = self.text(s, "subject", required=True)
-        document_type = self.mapping(s.get("document_type"), "document_type")
-        signer = self.mapping(s.get("signer"), "signer")
+        document_type = self.document_type(s.get("document_type"))
+        signer = self.signer(s.get("signer"))
+        other_info = m.OtherInfo(
+            priority=self.priority(s.get("priority", 0)),
+            sphere_of_promulgation=self.text(s, "sphere_of_promulgation"),
+            typer_notation=self.text(s, "typer_notation"),
+            promulgation_amount=self.int_value(s.get("promulgation_amount"), "promulgation_amount"),
+            page_amount=self.int_value(s.get("page_amount"), "page_amount"),
+            direction=False,
+            appendixes=tuple(str(a) for a in s.get("appendixes") or ()),
+        )
+        steering_type = self.steering(s.get("steering_type", 0))
+        due_date = self.date_value(s.get("due_date"), "due_date")
         business = self.business(s.get("business"))
         sent_at = self.datetime_value(s.get("sent_at"), "sent_at") or now
         attachments = [*self.attachment_specs(s.get("attachments")), *extra]
-        self.raise_problems()
+        self.raise_problems()  # every problem of the description at once
         if from_ is None or code is None or promulgation is None or subject is None:
             raise EdxmlBuildError("the package description is incomplete", code="Client.EdxmlSpecInvalid")
         references: list[m.ManifestReference] = []
@@ -111,14 +123,9 @@ class _Spec:
         files: list[tuple[str, str]] = []
         for att in attachments:
             cid = str(uuid.uuid4())
-            references.append(
-                m.ManifestReference(cid, att.name, att.content_type, att.description or att.name)
-            )
-            parts.append(
-                m.Attachment(
-                    cid, att.name, att.content_type, m.AttachmentData(0, ""), att.description or att.name
-                )
-            )
+            description = att.description or att.name
+            references.append(m.ManifestReference(cid, att.name, att.content_type, description))
+            parts.append(m.Attachment(cid, att.name, att.content_type, m.AttachmentData(0, ""), description))
             files.append((cid, att.file))
         header = m.EdocHeader(
             from_=from_,
@@ -127,38 +134,37 @@ class _Spec:
             subject=subject,
             code=code,
             promulgation_info=promulgation,
-            document_type=m.DocumentType(
-                type=self.int_value(document_type.get("type", 1), "document_type.type"),
-                type_name=str(document_type.get("type_name", "Công văn")),
-                type_detail=self.int_value(document_type.get("type_detail"), "document_type.type_detail"),
-            ),
+            document_type=document_type,
             content=self.text(s, "content") or subject,
-            signer_info=m.SignerInfo(
-                full_name=_opt_str(signer.get("full_name")),
-                competence=_opt_str(signer.get("competence")),
-                position=_opt_str(signer.get("position")),
-            ),
-            due_date=self.date_value(s.get("due_date"), "due_date"),
-            other_info=m.OtherInfo(
-                priority=self.priority(s.get("priority", 0)),
-                sphere_of_promulgation=self.text(s, "sphere_of_promulgation"),
-                typer_notation=self.text(s, "typer_notation"),
-                promulgation_amount=self.int_value(s.get("promulgation_amount"), "promulgation_amount"),
-                page_amount=self.int_value(s.get("page_amount"), "page_amount"),
-                direction=False,
-                appendixes=tuple(str(a) for a in s.get("appendixes") or ()),
-            ),
-            steering_type=self.steering(s.get("steering_type", 0)),
+            signer_info=signer,
+            due_date=due_date,
+            other_info=other_info,
+            steering_type=steering_type,
             to_places=tuple(str(p) for p in s.get("to_places") or ()),
         )
-        self.raise_problems()
         package = m.EdocPackage(
-            header=header,
-            business=business,
-            references=tuple(references),
-            attachments=tuple(parts),
+            header=header, business=business, references=tuple(references), attachments=tuple(parts)
         )
         return BuiltSpec(package, tuple(files), m.TraceHeader(from_.organ_id, to_local(sent_at)))
+
+    def document_type(self, value: Any) -> m.DocumentType:
+        kind = self.mapping(value, "document_type")
+        return m.DocumentType(
+            type=self.int_value(kind.get("type", 1), "document_type.type"),
+            type_name=_opt_str(kind.get("type_name")) or "Công văn",
+            type_detail=self.int_value(kind.get("type_detail"), "document_type.type_detail"),
+        )
+
+    def signer(self, value: Any) -> m.SignerInfo:
+        signer = self.mapping(value, "signer", required=True)
+        full_name = _opt_str(signer.get("full_name"))
+        if value is not None and full_name is None:
+            self.problem("signer.full_name", "is required (người ký)")
+        return m.SignerInfo(
+            full_name=full_name,
+            competence=_opt_str(signer.get("competence")),
+            position=_opt_str(signer.get("position")),
+        )
 
     def organization(self, value: Any, path: str) -> m.Organization | None:
         org = self.mapping(value, path, required=True)
@@ -340,8 +346,10 @@ class _Spec:
             return None
 
     def priority(self, value: Any) -> Priority:
-        if isinstance(value, str) and value.strip().lower() in _PRIORITY_WORDS:
-            return _PRIORITY_WORDS[value.strip().lower()]
+        if isinstance(value, str):
+            word = unicodedata.normalize("NFC", value.strip().lower()).replace("hoả", "hỏa")
+            if word in _PRIORITY_WORDS:
+                return _PRIORITY_WORDS[word]
         try:
             return Priority(int(value))
         except (TypeError, ValueError):

@@ -58,6 +58,8 @@ class Base64Decoder:
         self.head = b""
         self.replacement_chars = 0
         self.had_line_breaks = False
+        self._data_seen = False
+        self._whitespace_pending = False
         self.failure: Issue | None = None
         self.spool: IO[bytes] | None = None
 
@@ -66,13 +68,25 @@ class Base64Decoder:
         if self.failure is not None:
             return
         stripped = text.translate(_WHITESPACE)
-        if len(stripped) != len(text) and text.strip():
-            self.had_line_breaks = True
+        self._note_whitespace(text, stripped)
         data = self._pending + stripped
         usable = len(data) - len(data) % 4
         self._pending = data[usable:]
         if usable:
             self._decode(data[:usable])
+
+    def _note_whitespace(self, text: str, stripped: str) -> None:
+        """Whitespace *between* base64 characters is a deviation; around the whole content it is not."""
+        if not stripped:
+            self._whitespace_pending = self._whitespace_pending or (self._data_seen and bool(text))
+            return
+        inner = text.strip()
+        if (self._data_seen and (self._whitespace_pending or text[0].isspace())) or len(
+            inner.translate(_WHITESPACE)
+        ) != len(inner):
+            self.had_line_breaks = True
+        self._data_seen = True
+        self._whitespace_pending = text[-1].isspace()
 
     def close(self) -> None:
         if self.failure is None and self._pending:
@@ -96,10 +110,11 @@ class Base64Decoder:
             return
         if len(self.head) < 8:
             self.head = (self.head + chunk)[:8]
-        if self.spool is None and (
-            self._spool_dir is not None or self.head.startswith(ZIP_MAGIC[: len(self.head)])
-        ):
+        might_be_zip = self.head.startswith(ZIP_MAGIC[: len(self.head)])
+        if self.spool is None and (self._spool_dir is not None or might_be_zip):
             self.spool = self._open_spool()
+        elif self.spool is not None and self._spool_dir is None and not might_be_zip:
+            self.discard()  # only a ZIP may need its bytes again; a digest is enough otherwise
         joined = self._tail + chunk
         self.replacement_chars += joined.count(REPLACEMENT_CHAR)
         self._tail = joined[-2:]  # a 3-byte match cannot lie wholly inside it, so none is counted twice
@@ -222,9 +237,10 @@ def _copy_out(
             if out is not None:
                 out.write(chunk)
     except BaseException:
-        if out is not None:
+        if out is not None and target is not None:
             out.close()
-            target.unlink(missing_ok=True)  # type: ignore[union-attr]
+            target.unlink(missing_ok=True)
+            used_names.discard(target.name.lower())  # the raw file may take the name instead
         raise
     if out is not None:
         out.close()
@@ -251,8 +267,16 @@ def _keep_raw(
     spool.close()
     decoder.spool = None
     if isinstance(name, str):
-        os.replace(name, target)
+        publish_file(Path(name), target)
     return str(target)
+
+
+def publish_file(temporary: Path, target: Path) -> None:
+    """Move a finished temporary file into place with the usual permissions (temp files are 0600)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    temporary.chmod(0o666 & ~umask)
+    os.replace(temporary, target)
 
 
 _UNSAFE = re.compile(r"[\x00-\x1f\x7f/\\:*?\"<>|]")

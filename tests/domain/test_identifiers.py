@@ -65,7 +65,9 @@ def test_qcvn102_examples(code: str, level1: str, level: int) -> None:
     assert result == OrganCode(code, CodeForm.QCVN102, level1, level)
     assert result.group_letter == level1[0]
     assert result.group_name == LEVEL1_GROUPS[level1[0]]
-    assert is_qcvn102(code) and not is_qd20(code) and is_conforming(code)
+    assert is_qcvn102(code)
+    assert not is_qd20(code)
+    assert is_conforming(code)
 
 
 @pytest.mark.parametrize(("code", "level1", "level"), QD20_EXAMPLES)
@@ -74,15 +76,20 @@ def test_qd20_examples(code: str, level1: str, level: int) -> None:
     assert result == OrganCode(code, CodeForm.QD20, level1, level)
     assert result.group_letter == level1[0]
     assert result.group_name == LEVEL1_GROUPS[level1[0]]
-    assert is_qd20(code) and not is_qcvn102(code) and is_conforming(code)
+    assert is_qd20(code)
+    assert not is_qcvn102(code)
+    assert is_conforming(code)
 
 
 @pytest.mark.parametrize("code", NONCONFORMING_EXAMPLES)
 def test_nonconforming_examples(code: str) -> None:
     result = classify_organ_id(code)
     assert result == OrganCode(code, CodeForm.NONCONFORMING, None, None)
-    assert result.group_letter is None and result.group_name is None
-    assert not is_qcvn102(code) and not is_qd20(code) and not is_conforming(code)
+    assert result.group_letter is None
+    assert result.group_name is None
+    assert not is_qcvn102(code)
+    assert not is_qd20(code)
+    assert not is_conforming(code)
     assert parent_code(code) is None
     assert ancestors(code) == ()
 
@@ -134,7 +141,8 @@ def test_qd20_length_limit() -> None:
 def test_level1_groups() -> None:
     assert sorted(LEVEL1_GROUPS) == list("ABCDEFGHIJK")
     assert "Văn phòng Chủ tịch nước" in LEVEL1_GROUPS["B"]
-    assert "(" in LEVEL1_GROUPS["H"] and ")" in LEVEL1_GROUPS["H"]
+    assert "(" in LEVEL1_GROUPS["H"]
+    assert ")" in LEVEL1_GROUPS["H"]
 
 
 def test_unknown_letter_in_qcvn102_shape_has_no_group_name() -> None:
