@@ -13,8 +13,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import re
-import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
@@ -993,12 +992,3 @@ class _Reader:
     def _fatal(self, code: str, path: str, message: str) -> NoReturn:
         self._error(code, path, message)
         raise EdxmlInvalid(sorted(self.issues, key=lambda i: not i.is_error))
-
-
-def iter_errors(issues: Iterable[Issue]) -> list[Issue]:
-    return [i for i in issues if i.is_error]
-
-
-def temporary_extract_dir() -> tempfile.TemporaryDirectory[str]:
-    """A private directory for decoded attachments (removed with the returned object)."""
-    return tempfile.TemporaryDirectory(prefix="esb-attachments-")
