@@ -14,14 +14,12 @@ from typing import Any
 import click
 
 from esb.cli import rendering
-from esb.cli.edxml_commands import validate_file, write_atomically
+from esb.cli.edxml_commands import build_to_file, validate_file
 from esb.cli.main import reports_errors
 from esb.domain.edxml_dates import VN_TZ, format_date
 from esb.domain.edxml_model import EdocPackage
-from esb.domain.package_spec import package_from_spec, wrap_attachments_as_zip
 from esb.errors import EdxmlBuildError
 from esb.xml_processing.edxml_reader import read_package
-from esb.xml_processing.edxml_writer import write_package
 
 TAY_NINH_FINANCE = {
     "organ_id": "000.00.11.H53",
@@ -55,7 +53,7 @@ def demo_spec(today: datetime, attachment: Path) -> dict[str, Any]:
         "priority": "khan",
         "to_places": ["Như trên", "Lưu: VT"],
         "business": {"doc_type": 0, "staff": {"department": "Văn thư", "staff": "Trần Thị B"}},
-        "attachments": [{"file": str(attachment), "content_type": "text/plain", "description": "Báo cáo"}],
+        "attachments": [{"file": attachment.name, "content_type": "text/plain", "description": "Báo cáo"}],
     }
 
 
@@ -102,18 +100,11 @@ def demo(out: Path, samples: Path | None) -> None:
     attachment.write_text("Báo cáo tình hình thực hiện dự toán ngân sách quý IV.\n", encoding="utf-8")
 
     rendering.console.rule("1. Build a strict edoc package (esb edxml build)")
-    built = package_from_spec(demo_spec(now, attachment), now=now)
-    edoc = built.package
+    edoc_path = out / "cong-van-2491.edxml"
+    written = build_to_file(demo_spec(now, attachment), edoc_path, base_dir=out, now=now, zip_files=True)
+    edoc = written.package
     if not isinstance(edoc, EdocPackage):
         raise EdxmlBuildError("the demo description did not give an edoc", code="Server.Demo")
-    edoc_path = out / "cong-van-2491.edxml"
-    files = {cid: Path(name) for cid, name in built.attachment_files}
-    written = write_atomically(
-        edoc_path,
-        lambda h: write_package(
-            wrap_attachments_as_zip(edoc), h, files=files, append_trace=built.sender_trace
-        ),
-    )
     rendering.print_built(written, edoc_path)
 
     rendering.console.rule("2. Validate and inspect it (esb edxml validate / inspect)")
@@ -121,11 +112,8 @@ def demo(out: Path, samples: Path | None) -> None:
     rendering.print_package(read_package(edoc_path), edoc_path)
 
     rendering.console.rule("3. The recipient answers with status 01 (đã đến)")
-    status = package_from_spec(status_spec(edoc), now=now)
     status_path = out / "trang-thai-01.edxml"
-    rendering.print_built(
-        write_atomically(status_path, lambda h: write_package(status.package, h)), status_path
-    )
+    rendering.print_built(build_to_file(status_spec(edoc), status_path, base_dir=out, now=now), status_path)
 
     folder = samples or _find_samples()
     if folder is not None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import mimetypes
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -22,7 +23,7 @@ from esb.domain.package_spec import AttachmentSpec, package_from_spec, wrap_atta
 from esb.errors import EdxmlBuildError, EdxmlInvalid, XmlInputError
 from esb.xml_processing.attachments import AttachmentPolicy, publish_file
 from esb.xml_processing.edxml_reader import ReadResult, read_package
-from esb.xml_processing.edxml_writer import write_package
+from esb.xml_processing.edxml_writer import WriteResult, write_package
 from esb.xml_processing.schemas import SchemaName, SchemaRegistry
 
 MAX_SPEC_BYTES = 1024 * 1024
@@ -171,15 +172,31 @@ def build(spec: Path, output: Path, attach: tuple[Path, ...], zip_files: bool) -
         )
         for p in attach
     ]
-    built = package_from_spec(description, now=datetime.now(VN_TZ), extra_attachments=extra)
-    files = {cid: _resolve(spec.parent, name) for cid, name in built.attachment_files}
+    result = build_to_file(
+        description, output, base_dir=spec.parent, now=datetime.now(VN_TZ), extra=extra, zip_files=zip_files
+    )
+    rendering.print_built(result, output)
+
+
+def build_to_file(
+    description: dict[str, Any],
+    output: Path,
+    *,
+    base_dir: Path,
+    now: datetime,
+    extra: Sequence[AttachmentSpec] = (),
+    zip_files: bool = False,
+) -> WriteResult:
+    """Description → strict package file, stamped with the sender's TraceHeader, written atomically."""
+    built = package_from_spec(description, now=now, extra_attachments=extra)
+    files = {cid: _resolve(base_dir, name) for cid, name in built.attachment_files}
     package = built.package
     if zip_files and isinstance(package, EdocPackage):
         package = wrap_attachments_as_zip(package)
-    result = write_atomically(
+    result: WriteResult = write_atomically(
         output, lambda handle: write_package(package, handle, files=files, append_trace=built.sender_trace)
     )
-    rendering.print_built(result, output)
+    return result
 
 
 def load_spec(path: Path) -> dict[str, Any]:
