@@ -51,9 +51,11 @@ def cli() -> None:
 def main() -> None:
     from esb.cli.demo import demo
     from esb.cli.edxml_commands import edxml
+    from esb.cli.serve import serve
 
     cli.add_command(edxml)
     cli.add_command(demo)
+    cli.add_command(serve)
     cli(prog_name="esb")
 
 

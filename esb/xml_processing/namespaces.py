@@ -21,3 +21,11 @@ def split_tag(tag: str) -> tuple[str | None, str]:
         ns, _, local = tag[1:].partition("}")
         return ns, local
     return None, tag
+
+
+# SOAP 1.1 and WS-Security (OASIS WSS 1.0/1.1).
+SOAP11_ENV = "http://schemas.xmlsoap.org/soap/envelope/"
+WSSE = "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-secext-1.0.xsd"
+WSU = "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-utility-1.0.xsd"
+WSS_X509V3 = "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-x509-token-profile-1.0#X509v3"
+WSS_BASE64 = "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-soap-message-security-1.0#Base64Binary"

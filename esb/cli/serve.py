@@ -1,0 +1,90 @@
+"""``esb serve``: the SOAP services under gunicorn.
+
+The database schema is migrated once, here, before any worker starts; each worker then
+builds its own engine after the fork (``esb.wiring.wsgi_app``).  Options override the
+environment (``ESB_*`` variables, see esb/settings.py), and are handed to the workers
+through it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import click
+
+from esb.cli.main import reports_errors
+from esb.settings import Settings
+
+
+@click.command()
+@click.option("--bind", default="127.0.0.1:8080", show_default=True, help="HOST:PORT to listen on.")
+@click.option(
+    "--database-url", help="SQLAlchemy URL (default: SQLite in the data dir; env ESB_DATABASE_URL)."
+)
+@click.option(
+    "--data-dir", type=click.Path(file_okay=False, path_type=Path), help="Default ./var (ESB_DATA_DIR)."
+)
+@click.option("--public-url", help="Address published in the WSDLs (default http://<bind>; ESB_PUBLIC_URL).")
+@click.option("--workers", type=click.IntRange(1, 64), default=2, show_default=True, help="gunicorn workers.")
+@click.option(
+    "--timeout", type=click.IntRange(5, 3600), default=60, show_default=True, help="Worker timeout (s)."
+)
+@click.option("--access-log/--no-access-log", default=False, show_default=True)
+@reports_errors
+def serve(
+    bind: str,
+    database_url: str | None,
+    data_dir: Path | None,
+    public_url: str | None,
+    workers: int,
+    timeout: int,
+    access_log: bool,
+) -> None:
+    """Run the SOAP services (/soap/Auth …) and /healthz with gunicorn."""
+    from gunicorn.app.base import BaseApplication
+
+    from esb.storage.database import open_database
+
+    if public_url is None and "ESB_PUBLIC_URL" not in os.environ:
+        public_url = f"http://{bind}"
+    settings = Settings.from_env(data_dir=data_dir, database_url=database_url, public_url=public_url)
+    _export(settings)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    database = open_database(settings.database_url)  # migrate once, before the workers fork
+    database.dispose()
+    click.echo(
+        f"lgsp-esb: {database.dialect} database ready; serving {settings.public_url}/soap/Auth?wsdl", err=True
+    )
+
+    class _Gunicorn(BaseApplication):  # type: ignore[misc]
+        def load_config(self) -> None:
+            options: dict[str, Any] = {
+                "bind": bind,
+                "workers": workers,
+                "worker_class": "sync",
+                "timeout": timeout,
+                "graceful_timeout": 10,
+                "accesslog": "-" if access_log else None,
+                "errorlog": "-",
+                "loglevel": "info",
+                "proc_name": "lgsp-esb",
+            }
+            for key, value in options.items():
+                self.cfg.set(key, value)
+
+        def load(self) -> Any:
+            from esb.wiring import wsgi_app
+
+            return wsgi_app()
+
+    _Gunicorn().run()
+
+
+def _export(settings: Settings) -> None:
+    """Hand the effective settings to the workers through the environment."""
+    os.environ["ESB_DATA_DIR"] = str(settings.data_dir)
+    os.environ["ESB_DATABASE_URL"] = settings.database_url
+    os.environ["ESB_PUBLIC_URL"] = settings.public_url

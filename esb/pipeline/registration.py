@@ -1,0 +1,321 @@
+"""Operator use cases: register agencies and applications, issue, rotate and revoke keys.
+
+Secrets are generated here, sealed with the master key before they reach the database, and
+returned exactly once (the CLI prints them); they are never logged.  Every change writes an
+audit event in the same transaction.
+"""
+
+from __future__ import annotations
+
+import base64
+import secrets
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from itertools import islice
+from typing import TYPE_CHECKING
+
+from esb.clock import Clock, utc_now
+from esb.domain.access import AccessRule, AgencyState, KeyKind
+from esb.domain.agencies import AgencyRecord
+from esb.errors import ClientError
+from esb.security.request_signature import certificate_fingerprint, load_certificate, load_public_key
+from esb.security.secret_box import SecretBox
+from esb.storage import auth_store, registry
+from esb.storage.database import Database
+from esb.storage.tables import AccessKey, Agency, Application, utc
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+IMPORT_BATCH = 1000
+
+
+class KeyStateError(ClientError):
+    default_code = "Client.KeyRevoked"
+
+
+@dataclass(frozen=True)
+class IssuedKey:
+    agency_code: str
+    application: str
+    access_key: str
+    kind: KeyKind
+    secret_key: str | None  # shown once; None for RSA keys (the application holds the private key)
+
+    def __repr__(self) -> str:  # never print the secret by accident
+        return f"IssuedKey({self.agency_code}/{self.application}, {self.access_key}, {self.kind})"
+
+
+@dataclass(frozen=True)
+class KeyInfo:
+    access_key: str
+    agency_code: str
+    application: str
+    kind: str
+    created_at: datetime
+    valid_until: datetime | None
+    revoked_at: datetime | None
+    replaced_by: str | None
+
+    def state(self, now: datetime) -> str:
+        if self.revoked_at is not None:
+            return "revoked"
+        if self.valid_until is not None:
+            return "expired" if self.valid_until <= now else "rotating"
+        return "active"
+
+
+@dataclass(frozen=True)
+class ImportSummary:
+    inserted: int
+    updated: int
+
+
+def new_access_key() -> str:
+    """A public key id: ``AK`` + 20 base32 characters (100 random bits)."""
+    return "AK" + base64.b32encode(secrets.token_bytes(13)).decode("ascii")[:20]
+
+
+def new_secret_key() -> str:
+    """256 random bits, URL-safe base64; the HMAC key is this string's UTF-8 bytes."""
+    return secrets.token_urlsafe(32)
+
+
+class Registration:
+    def __init__(
+        self, database: Database, secret_box: SecretBox, *, province_domain: str, clock: Clock = utc_now
+    ) -> None:
+        self.database = database
+        self.secret_box = secret_box
+        self.province_domain = province_domain
+        self.clock = clock
+
+    # -- agencies ---------------------------------------------------------------------------
+
+    def add_agency(self, record: AgencyRecord) -> Agency:
+        now = self.clock()
+        with self.database.transaction() as session:
+            agency = registry.add_agency(session, record, province_domain=self.province_domain, now=now)
+            auth_store.record_audit(
+                session, at=now, event="agency.add", outcome="ok", agency_code=record.code
+            )
+        return agency
+
+    def import_agencies(
+        self, records: Iterable[AgencyRecord], *, progress: Callable[[int], None] | None = None
+    ) -> ImportSummary:
+        """Insert or update every record, in one transaction (all or nothing), in batches."""
+        now = self.clock()
+        inserted = updated = 0
+        with self.database.transaction() as session:
+            for batch in _batches(records, IMPORT_BATCH):
+                new, changed = registry.upsert_agencies(
+                    session, batch, province_domain=self.province_domain, now=now
+                )
+                inserted, updated = inserted + new, updated + changed
+                if progress is not None:
+                    progress(len(batch))
+            auth_store.record_audit(
+                session,
+                at=now,
+                event="agency.import",
+                outcome="ok",
+                detail=f"{inserted} new, {updated} updated",
+            )
+        return ImportSummary(inserted, updated)
+
+    def set_agency_state(self, code: str, state: AgencyState) -> Agency:
+        now = self.clock()
+        with self.database.transaction() as session:
+            agency = registry.set_agency_state(session, code, state, now=now)
+            auth_store.record_audit(
+                session, at=now, event=f"agency.{state.value}", outcome="ok", agency_code=code
+            )
+        return agency
+
+    # -- applications -----------------------------------------------------------------------
+
+    def register_application(
+        self,
+        agency_code: str,
+        name: str,
+        *,
+        developer: str | None = None,
+        endpoint: str | None = None,
+        certificate: bytes | None = None,
+        rules: Iterable[AccessRule] = (),
+    ) -> Application:
+        name = " ".join(name.split())
+        if not name or len(name) > 128:
+            raise ClientError(
+                "the application name must be 1 to 128 characters", code="Client.InvalidRequest"
+            )
+        der = fingerprint = None
+        if certificate is not None:
+            from cryptography.hazmat.primitives.serialization import Encoding
+
+            cert = load_certificate(certificate)
+            load_public_key(cert.public_bytes(Encoding.PEM).decode("ascii"))  # RSA ≥ 2048 only
+            der = cert.public_bytes(Encoding.DER)
+            fingerprint = certificate_fingerprint(der)
+        now = self.clock()
+        with self.database.transaction() as session:
+            agency = registry.get_agency(session, agency_code)
+            application = registry.add_application(
+                session,
+                agency,
+                name=name,
+                developer=developer,
+                endpoint=endpoint,
+                certificate_der=der,
+                certificate_sha256=fingerprint,
+                now=now,
+            )
+            for rule in rules:
+                registry.add_rule(session, application, rule, now=now)
+            auth_store.record_audit(
+                session,
+                at=now,
+                event="application.register",
+                outcome="ok",
+                agency_code=agency_code,
+                detail=name,
+            )
+        return application
+
+    def add_rule(self, agency_code: str, application: str, rule: AccessRule) -> None:
+        now = self.clock()
+        with self.database.transaction() as session:
+            app = registry.get_application(session, agency_code, application)
+            registry.add_rule(session, app, rule, now=now)
+            auth_store.record_audit(
+                session,
+                at=now,
+                event="application.rule",
+                outcome="ok",
+                agency_code=agency_code,
+                detail=f"{application}: {rule.effect} {rule.scope} {rule.pattern}",
+            )
+
+    # -- keys -------------------------------------------------------------------------------
+
+    def issue_key(
+        self, agency_code: str, application: str, *, public_key_pem: str | None = None
+    ) -> IssuedKey:
+        """A new key pair: a secret key (HMAC), or an RSA key when ``public_key_pem`` is given."""
+        now = self.clock()
+        with self.database.transaction() as session:
+            app = registry.get_application(session, agency_code, application)
+            issued = self._issue(session, app, public_key_pem, now)
+            auth_store.record_audit(
+                session,
+                at=now,
+                event="key.issue",
+                outcome="ok",
+                access_key=issued.access_key,
+                agency_code=agency_code,
+            )
+        return issued
+
+    def rotate_key(
+        self, access_key: str, *, overlap: timedelta, public_key_pem: str | None = None
+    ) -> IssuedKey:
+        """A new key for the same application; the old one keeps working for ``overlap``, then stops."""
+        now = self.clock()
+        with self.database.transaction() as session:
+            old = registry.get_key(session, access_key)
+            _require_usable(old, now)
+            if old.kind == KeyKind.RSA and public_key_pem is None:
+                raise ClientError(
+                    "rotating an RSA key needs the new public key", code="Client.InvalidRequest"
+                )
+            issued = self._issue(
+                session, old.application, public_key_pem if old.kind == KeyKind.RSA else None, now
+            )
+            old.valid_until = now + overlap
+            old.replaced_by = issued.access_key
+            auth_store.record_audit(
+                session,
+                at=now,
+                event="key.rotate",
+                outcome="ok",
+                access_key=access_key,
+                agency_code=issued.agency_code,
+                detail=f"replaced by {issued.access_key}; old key valid until {old.valid_until.isoformat()}",
+            )
+        return issued
+
+    def revoke_key(self, access_key: str) -> KeyInfo:
+        now = self.clock()
+        with self.database.transaction() as session:
+            key = registry.get_key(session, access_key)
+            if key.revoked_at is None:
+                key.revoked_at = now
+            auth_store.record_audit(
+                session,
+                at=now,
+                event="key.revoke",
+                outcome="ok",
+                access_key=access_key,
+                agency_code=key.application.agency.code,
+            )
+            return _key_info(key)
+
+    def list_keys(self, agency_code: str | None = None) -> list[KeyInfo]:
+        with self.database.transaction() as session:
+            return [_key_info(key) for key in registry.list_keys(session, agency_code)]
+
+    def _issue(
+        self, session: Session, app: Application, public_key_pem: str | None, now: datetime
+    ) -> IssuedKey:
+        access_key = new_access_key()
+        if public_key_pem is not None:
+            load_public_key(public_key_pem)
+            registry.add_key(
+                session,
+                app,
+                access_key=access_key,
+                kind=KeyKind.RSA,
+                secret_ciphertext=None,
+                public_key_pem=public_key_pem,
+                now=now,
+            )
+            return IssuedKey(app.agency.code, app.name, access_key, KeyKind.RSA, None)
+        secret = new_secret_key()
+        registry.add_key(
+            session,
+            app,
+            access_key=access_key,
+            kind=KeyKind.SECRET,
+            secret_ciphertext=self.secret_box.seal(secret.encode("utf-8"), bound_to=access_key),
+            public_key_pem=None,
+            now=now,
+        )
+        return IssuedKey(app.agency.code, app.name, access_key, KeyKind.SECRET, secret)
+
+
+def _require_usable(key: AccessKey, now: datetime) -> None:
+    if key.revoked_at is not None or (key.valid_until is not None and utc(key.valid_until) <= now):
+        raise KeyStateError(f"key {key.access_key} is revoked or expired; issue a new one instead")
+    if key.replaced_by is not None:
+        raise KeyStateError(f"key {key.access_key} was already rotated (replaced by {key.replaced_by})")
+
+
+def _key_info(key: AccessKey) -> KeyInfo:
+    return KeyInfo(
+        access_key=key.access_key,
+        agency_code=key.application.agency.code,
+        application=key.application.name,
+        kind=key.kind,
+        created_at=utc(key.created_at),
+        valid_until=utc(key.valid_until) if key.valid_until else None,
+        revoked_at=utc(key.revoked_at) if key.revoked_at else None,
+        replaced_by=key.replaced_by,
+    )
+
+
+def _batches(items: Iterable[AgencyRecord], size: int) -> Iterator[list[AgencyRecord]]:
+    iterator = iter(items)
+    while batch := list(islice(iterator, size)):
+        yield batch

@@ -1,0 +1,1 @@
+"""Cryptography: WS-Security verification, request signatures, secrets at rest."""

@@ -1,0 +1,95 @@
+"""Run-time settings: read from the environment once, by the composition roots only.
+
+* ``ESB_DATA_DIR`` (``./var``): the embedded database, the master key file, content.
+* ``ESB_DATABASE_URL`` (``sqlite:///<data dir>/esb.sqlite3``): ``postgresql+psycopg://…`` in
+  production.
+* ``ESB_PUBLIC_URL`` (``http://127.0.0.1:8080``): the address published in the WSDLs, never
+  taken from a request's ``Host``.
+* ``ESB_PROVINCE_DOMAIN`` (``lgsp.example.gov.vn``): agencies' accounts are ``<code>@<domain>``.
+* ``ESB_MASTER_KEY``: base64 of 32 random bytes; encrypts secret keys at rest.
+* ``ESB_MASTER_KEY_FILE`` (``<data dir>/master.key``): used when ``ESB_MASTER_KEY`` is unset;
+  created with mode 0600 if missing.
+* ``ESB_CLOCK_SKEW_SECONDS`` (300): allowed difference between a caller's clock and ours.
+* ``ESB_SESSION_TTL_SECONDS`` (1800): lifetime of a session key.
+* ``ESB_ALLOW_LEGACY_SHA1`` (false): accept RSA-SHA1/SHA1 WS-Security signatures.
+* ``ESB_MAX_REQUEST_BYTES`` (10485760): largest SOAP request (packages go by upload space).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from datetime import timedelta
+from pathlib import Path
+
+from esb.errors import ConfigurationError
+
+DEFAULT_PUBLIC_URL = "http://127.0.0.1:8080"
+DEFAULT_PROVINCE_DOMAIN = "lgsp.example.gov.vn"
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path = Path("var")
+    database_url: str = ""
+    public_url: str = DEFAULT_PUBLIC_URL
+    province_domain: str = DEFAULT_PROVINCE_DOMAIN
+    master_key: str | None = field(default=None, repr=False)
+    master_key_file: Path | None = None
+    clock_skew: timedelta = timedelta(seconds=300)
+    session_ttl: timedelta = timedelta(minutes=30)
+    allow_legacy_sha1: bool = False
+    max_request_bytes: int = 10 * 1024 * 1024
+
+    def __post_init__(self) -> None:
+        if not self.database_url:
+            object.__setattr__(self, "database_url", f"sqlite:///{self.data_dir / 'esb.sqlite3'}")
+        if self.master_key_file is None:
+            object.__setattr__(self, "master_key_file", self.data_dir / "master.key")
+        object.__setattr__(self, "public_url", self.public_url.rstrip("/"))
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> Settings:
+        """Settings from ``env`` (default ``os.environ``); ``overrides`` that are not None win."""
+        env = os.environ if env is None else env
+        data_dir = Path(str(overrides.pop("data_dir", None) or env.get("ESB_DATA_DIR", "var")))
+        values: dict[str, object] = {
+            "data_dir": data_dir,
+            "database_url": env.get("ESB_DATABASE_URL", ""),
+            "public_url": env.get("ESB_PUBLIC_URL", DEFAULT_PUBLIC_URL),
+            "province_domain": env.get("ESB_PROVINCE_DOMAIN", DEFAULT_PROVINCE_DOMAIN),
+            "master_key": env.get("ESB_MASTER_KEY") or None,
+            "master_key_file": Path(env["ESB_MASTER_KEY_FILE"]) if env.get("ESB_MASTER_KEY_FILE") else None,
+            "clock_skew": timedelta(seconds=_int(env, "ESB_CLOCK_SKEW_SECONDS", 300)),
+            "session_ttl": timedelta(seconds=_int(env, "ESB_SESSION_TTL_SECONDS", 1800)),
+            "allow_legacy_sha1": _bool(env, "ESB_ALLOW_LEGACY_SHA1"),
+            "max_request_bytes": _int(env, "ESB_MAX_REQUEST_BYTES", 10 * 1024 * 1024),
+        }
+        values.update({key: value for key, value in overrides.items() if value is not None})
+        return cls(**values)  # type: ignore[arg-type]
+
+    def with_(self, **changes: object) -> Settings:
+        return replace(self, **changes)  # type: ignore[arg-type]
+
+
+def _int(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigurationError(f"{name} must be a whole number, not {raw!r}") from None
+    if value <= 0:
+        raise ConfigurationError(f"{name} must be positive, not {value}")
+    return value
+
+
+def _bool(env: Mapping[str, str], name: str) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if raw in ("", "0", "false", "no", "off"):
+        return False
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    raise ConfigurationError(f"{name} must be true or false, not {raw!r}")

@@ -1,0 +1,117 @@
+"""The WSGI application: every SOAP service under ``/soap/<Service>``, plus ``/healthz``.
+
+Per service: spyne ``Application`` (SOAP 1.1 in and out, full XSD validation of the Body),
+wrapped in :class:`~esb.soap.guard.SoapGuard`, with its WSDL built once at start-up for the
+configured public address (spyne would otherwise take the address from the first request's
+``Host`` header and cache it for everyone).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import spyne.protocol.soap.soap11 as spyne_soap11
+from spyne import Application
+from spyne.protocol.soap import Soap11
+from spyne.server.wsgi import WsgiApplication
+
+from esb import __version__
+from esb.soap import auth_service
+from esb.soap.context import RequestContext, Services
+from esb.soap.guard import SoapGuard, WsgiApp
+
+# SOAP-encoding multiref resolution copies any element with id="x" into any element with
+# href="#x", including from unsigned headers into a signed Body: a signature-wrapping vector
+# (docs/decisions/0003-soap-stack.md).  document/literal never needs it.
+spyne_soap11.resolve_hrefs = lambda element, xmlids: element
+
+# spyne logs every fault with a full traceback at ERROR, and an XML syntax error with the
+# whole request; faults are logged once, briefly, by esb.soap.faults instead.
+logging.getLogger("spyne").setLevel(logging.CRITICAL)
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    name: str  # the path segment and the service name in the WSDL
+    service: type
+    namespace: str
+
+
+SERVICES: tuple[ServiceSpec, ...] = (ServiceSpec("Auth", auth_service.AuthService, auth_service.NAMESPACE),)
+
+
+def service_url(public_url: str, name: str) -> str:
+    return f"{public_url.rstrip('/')}/soap/{name}"
+
+
+def build_spyne_app(
+    spec: ServiceSpec, services: Services, public_url: str, max_bytes: int
+) -> WsgiApplication:
+    application = Application(
+        [spec.service],
+        tns=spec.namespace,
+        name=spec.name,
+        in_protocol=Soap11(validator="lxml"),
+        out_protocol=Soap11(),
+    )
+
+    def _attach_context(ctx: Any) -> None:
+        ctx.udc = RequestContext(services, remote_addr=ctx.transport.req_env.get("REMOTE_ADDR"))
+
+    application.event_manager.add_listener("method_call", _attach_context)
+    wsgi = WsgiApplication(application, max_content_length=max_bytes)
+    wsgi.doc.wsdl11.build_interface_document(service_url(public_url, spec.name))
+    wsgi._wsdl = wsgi.doc.wsdl11.get_interface_document()
+    return wsgi
+
+
+def create_wsgi_app(
+    services: Services, *, public_url: str, max_request_bytes: int, health: Callable[[], dict[str, str]]
+) -> WsgiApp:
+    routes: dict[str, WsgiApp] = {}
+    for spec in SERVICES:
+        wsgi = build_spyne_app(spec, services, public_url, max_request_bytes)
+        routes[f"/soap/{spec.name}"] = SoapGuard(wsgi, namespace=spec.namespace, max_bytes=max_request_bytes)
+    return Router(routes, health=health, public_url=public_url)
+
+
+class Router:
+    """Path dispatch: ``/soap/<Service>``, ``/healthz`` (load balancers) and ``/`` (an index)."""
+
+    def __init__(
+        self, routes: dict[str, WsgiApp], *, health: Callable[[], dict[str, str]], public_url: str
+    ) -> None:
+        self.routes = routes
+        self.health = health
+        self.public_url = public_url
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        path = str(environ.get("PATH_INFO", "/")).rstrip("/") or "/"
+        app = self.routes.get(path)
+        if app is not None:
+            return app(environ, start_response)
+        if path == "/healthz":
+            report = self.health()
+            status = "200 OK" if report.get("status") == "ok" else "503 Service Unavailable"
+            return _json(start_response, status, report)
+        if path == "/":
+            services = {
+                route.rsplit("/", 1)[-1]: service_url(self.public_url, route.rsplit("/", 1)[-1]) + "?wsdl"
+                for route in self.routes
+            }
+            return _json(
+                start_response, "200 OK", {"service": "lgsp-esb", "version": __version__, "wsdl": services}
+            )
+        return _json(start_response, "404 Not Found", {"error": f"no such path: {path}"})
+
+
+def _json(start_response: Callable[..., Any], status: str, payload: dict[str, Any]) -> list[bytes]:
+    body = json.dumps(payload, ensure_ascii=False, indent=1).encode("utf-8")
+    start_response(
+        status, [("Content-Type", "application/json; charset=utf-8"), ("Content-Length", str(len(body)))]
+    )
+    return [body]

@@ -1,0 +1,165 @@
+"""Table definitions.  Never reused as SOAP types; the services translate.
+
+Times are stored as timezone-aware UTC (``DateTime(timezone=True)``); SQLite keeps them as
+text and gives them back naive, so :func:`utc` normalises what is read.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import (
+    BigInteger,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+# SQLite only auto-increments INTEGER PRIMARY KEY; PostgreSQL gets BIGINT identities.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+def utc(value: datetime) -> datetime:
+    """An aware UTC datetime from what the driver returned (SQLite returns naive UTC)."""
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+Timestamp = DateTime(timezone=True)
+
+
+class Agency(Base):
+    """An agency (cơ quan, đơn vị) with its identifier code (mã định danh)."""
+
+    __tablename__ = "agency"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    code: Mapped[str] = mapped_column(String(64), unique=True)
+    qd20_code: Mapped[str | None] = mapped_column(String(64), index=True)
+    old_code: Mapped[str | None] = mapped_column(String(64), index=True)
+    name: Mapped[str] = mapped_column(String(512))
+    parent_code: Mapped[str | None] = mapped_column(String(64), index=True)
+    address: Mapped[str | None] = mapped_column(String(512))
+    email: Mapped[str | None] = mapped_column(String(254))
+    account: Mapped[str] = mapped_column(String(320), unique=True)
+    state: Mapped[str] = mapped_column(String(16), default="active")
+    created_at: Mapped[datetime] = mapped_column(Timestamp)
+    updated_at: Mapped[datetime] = mapped_column(Timestamp)
+
+    applications: Mapped[list[Application]] = relationship(back_populates="agency")
+
+
+class Application(Base):
+    """A system of an agency that connects to the hub (its QLVB, a portal…)."""
+
+    __tablename__ = "application"
+    __table_args__ = (UniqueConstraint("agency_id", "name", name="uq_application_agency_name"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    agency_id: Mapped[int] = mapped_column(ForeignKey("agency.id"), index=True)
+    name: Mapped[str] = mapped_column(String(128))
+    developer: Mapped[str | None] = mapped_column(String(256))
+    endpoint: Mapped[str | None] = mapped_column(String(1024))
+    certificate_der: Mapped[bytes | None] = mapped_column(LargeBinary)
+    certificate_sha256: Mapped[str | None] = mapped_column(String(64), unique=True)
+    state: Mapped[str] = mapped_column(String(16), default="active")
+    created_at: Mapped[datetime] = mapped_column(Timestamp)
+
+    agency: Mapped[Agency] = relationship(back_populates="applications")
+    keys: Mapped[list[AccessKey]] = relationship(back_populates="application")
+    rules: Mapped[list[AccessRuleRow]] = relationship(back_populates="application")
+
+
+class AccessKey(Base):
+    """A key pair of an application: ``access_key`` is public, the secret is encrypted at rest."""
+
+    __tablename__ = "access_key"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    access_key: Mapped[str] = mapped_column(String(64), unique=True)
+    application_id: Mapped[int] = mapped_column(ForeignKey("application.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    secret_ciphertext: Mapped[bytes | None] = mapped_column(LargeBinary)
+    public_key_pem: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(Timestamp)
+    valid_until: Mapped[datetime | None] = mapped_column(Timestamp)
+    revoked_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    replaced_by: Mapped[str | None] = mapped_column(String(64))
+
+    application: Mapped[Application] = relationship(back_populates="keys")
+
+
+class AccessRuleRow(Base):
+    __tablename__ = "access_rule"
+    __table_args__ = (
+        UniqueConstraint("application_id", "scope", "pattern", "effect", name="uq_access_rule_entry"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    application_id: Mapped[int] = mapped_column(ForeignKey("application.id"), index=True)
+    scope: Mapped[str] = mapped_column(String(16))
+    pattern: Mapped[str] = mapped_column(String(128))
+    effect: Mapped[str] = mapped_column(String(8))
+    created_at: Mapped[datetime] = mapped_column(Timestamp)
+
+    application: Mapped[Application] = relationship(back_populates="rules")
+
+
+class AuthSession(Base):
+    """A session key issued by ``Authenticate``; only the token's SHA-256 is stored."""
+
+    __tablename__ = "auth_session"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    token_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    access_key_id: Mapped[int] = mapped_column(ForeignKey("access_key.id"), index=True)
+    target: Mapped[str | None] = mapped_column(String(128))
+    issued_at: Mapped[datetime] = mapped_column(Timestamp)
+    expires_at: Mapped[datetime] = mapped_column(Timestamp, index=True)
+
+
+class ReplayGuard(Base):
+    """Nonces and WS-Security signature digests seen recently, shared by every worker and node."""
+
+    __tablename__ = "replay_guard"
+
+    scope: Mapped[str] = mapped_column(String(16), primary_key=True)
+    digest: Mapped[str] = mapped_column(String(64), primary_key=True)
+    expires_at: Mapped[datetime] = mapped_column(Timestamp, index=True)
+
+
+class AuditEvent(Base):
+    """Security-relevant events: every authentication attempt, key and registry change.
+
+    Identifiers only (access key ids, agency codes, fault codes); never secrets or content.
+    """
+
+    __tablename__ = "audit_event"
+    __table_args__ = (Index("ix_audit_event_at", "at"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    at: Mapped[datetime] = mapped_column(Timestamp)
+    event: Mapped[str] = mapped_column(String(48))
+    outcome: Mapped[str] = mapped_column(String(64))
+    access_key: Mapped[str | None] = mapped_column(String(64), index=True)
+    agency_code: Mapped[str | None] = mapped_column(String(64), index=True)
+    remote_addr: Mapped[str | None] = mapped_column(String(64))
+    detail: Mapped[str | None] = mapped_column(String(512))
