@@ -9,6 +9,7 @@ PostgreSQL cannot be reached the tests FAIL: CI must never pass by skipping them
 from __future__ import annotations
 
 import base64
+import hashlib
 import os
 import secrets
 import socket
@@ -18,9 +19,14 @@ import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509.oid import NameOID
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
@@ -104,6 +110,71 @@ def runtime(settings: Settings) -> Iterator[Runtime]:
     built = build_runtime(settings)
     yield built
     built.database.dispose()
+
+
+# -- a throw-away PKI (made once per session) -------------------------------------------------
+
+CLIENT_CN = "so-tttt.tinh.gov.vn"
+
+
+@dataclass(frozen=True)
+class Identity:
+    """A key pair and its self-signed certificate, as the PEM files zeep reads."""
+
+    key_path: Path
+    cert_path: Path
+    certificate_der: bytes
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.certificate_der).hexdigest()
+
+
+@dataclass(frozen=True)
+class Pki:
+    client: Identity
+    attacker: Identity  # same CN as the client, another key
+    expired: Identity  # the client's CN, validity ended a year ago
+
+
+def _identity(directory: Path, name: str, *, not_before: datetime, not_after: datetime) -> Identity:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, CLIENT_CN)])
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(not_before)
+        .not_valid_after(not_after)
+        .sign(key, hashes.SHA256())
+    )
+    key_path, cert_path = directory / f"{name}.key.pem", directory / f"{name}.cert.pem"
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    return Identity(key_path, cert_path, certificate.public_bytes(serialization.Encoding.DER))
+
+
+@pytest.fixture(scope="session")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
+    directory = tmp_path_factory.mktemp("pki")
+    now = datetime.now(UTC)
+    valid = {"not_before": now - timedelta(days=1), "not_after": now + timedelta(days=365)}
+    return Pki(
+        client=_identity(directory, "client", **valid),
+        attacker=_identity(directory, "attacker", **valid),
+        expired=_identity(
+            directory,
+            "expired",
+            not_before=now - timedelta(days=730),
+            not_after=now - timedelta(days=365),
+        ),
+    )
 
 
 # -- live servers -------------------------------------------------------------------------------

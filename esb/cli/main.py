@@ -51,11 +51,16 @@ def cli() -> None:
 def main() -> None:
     from esb.cli.demo import demo
     from esb.cli.edxml_commands import edxml
+    from esb.cli.registry_commands import agency, app, db, keys
     from esb.cli.serve import serve
+    from esb.cli.wsdl_commands import wsdl
 
     cli.add_command(edxml)
     cli.add_command(demo)
     cli.add_command(serve)
+    for group in (agency, app, keys, db):
+        cli.add_command(group)
+    cli.add_command(wsdl)
     cli(prog_name="esb")
 
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import spyne.protocol.soap.soap11 as spyne_soap11
+from lxml import etree
 from spyne import Application
 from spyne.protocol.soap import Soap11
 from spyne.server.wsgi import WsgiApplication
@@ -23,6 +24,7 @@ from esb import __version__
 from esb.soap import auth_service
 from esb.soap.context import RequestContext, Services
 from esb.soap.guard import SoapGuard, WsgiApp
+from esb.xml_processing.parsing import hardened_parser
 
 # SOAP-encoding multiref resolution copies any element with id="x" into any element with
 # href="#x", including from unsigned headers into a signed Body: a signature-wrapping vector
@@ -48,10 +50,8 @@ def service_url(public_url: str, name: str) -> str:
     return f"{public_url.rstrip('/')}/soap/{name}"
 
 
-def build_spyne_app(
-    spec: ServiceSpec, services: Services, public_url: str, max_bytes: int
-) -> WsgiApplication:
-    application = Application(
+def _application(spec: ServiceSpec) -> Application:
+    return Application(
         [spec.service],
         tns=spec.namespace,
         name=spec.name,
@@ -59,13 +59,43 @@ def build_spyne_app(
         out_protocol=Soap11(),
     )
 
+
+def interface_document(spec: ServiceSpec, public_url: str) -> bytes:
+    """The WSDL of one service for ``public_url``, pretty-printed (``esb wsdl export``, golden files)."""
+    return _render_wsdl(WsgiApplication(_application(spec)), spec, public_url)
+
+
+def _render_wsdl(wsgi: WsgiApplication, spec: ServiceSpec, public_url: str) -> bytes:
+    wsgi.doc.wsdl11.build_interface_document(service_url(public_url, spec.name))
+    document = etree.fromstring(wsgi.doc.wsdl11.get_interface_document(), hardened_parser())
+    _sort_schema_declarations(document)
+    return etree.tostring(document, pretty_print=True, xml_declaration=True, encoding="UTF-8")
+
+
+def _sort_schema_declarations(document: etree._Element) -> None:
+    """spyne emits global schema declarations in hash order; sort them so exports are stable.
+
+    Order among global declarations carries no meaning in XSD; ``xs:import`` stays first.
+    """
+    for schema in document.iter("{http://www.w3.org/2001/XMLSchema}schema"):
+        children = list(schema)
+        imports = [child for child in children if etree.QName(child).localname == "import"]
+        others = [child for child in children if child not in imports]
+        others.sort(key=lambda child: (etree.QName(child).localname, child.get("name", "")))
+        schema[:] = imports + others
+
+
+def build_spyne_app(
+    spec: ServiceSpec, services: Services, public_url: str, max_bytes: int
+) -> WsgiApplication:
+    application = _application(spec)
+
     def _attach_context(ctx: Any) -> None:
         ctx.udc = RequestContext(services, remote_addr=ctx.transport.req_env.get("REMOTE_ADDR"))
 
     application.event_manager.add_listener("method_call", _attach_context)
     wsgi = WsgiApplication(application, max_content_length=max_bytes)
-    wsgi.doc.wsdl11.build_interface_document(service_url(public_url, spec.name))
-    wsgi._wsdl = wsgi.doc.wsdl11.get_interface_document()
+    wsgi._wsdl = _render_wsdl(wsgi, spec, public_url)  # pinned: never rebuilt from a request's Host
     return wsgi
 
 
