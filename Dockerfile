@@ -53,8 +53,20 @@ RUN python -c "import lxml.etree as e, xmlsec; assert e.LIBXML_VERSION == xmlsec
 # ...and the installed schemas are found and compile (a broken schema stops the build, not the first message).
 RUN python -c "from esb.xml_processing.schemas import SchemaRegistry; SchemaRegistry.default().check_all()"
 
+# The SOAP services import and produce their WSDLs (spyne is an sdist: its wheel was built above).
+RUN esb wsdl export --out /tmp/wsdl-check && rm -rf /tmp/wsdl-check
+
+# Data (embedded SQLite database, master key file, content) lives in a volume; in production set
+# ESB_DATABASE_URL=postgresql+psycopg://... and ESB_MASTER_KEY (or mount ESB_MASTER_KEY_FILE).
+ENV ESB_DATA_DIR=/var/lib/lgsp-esb
+RUN install -d -o esb -g esb -m 0700 /var/lib/lgsp-esb
+VOLUME ["/var/lib/lgsp-esb"]
+
 USER esb
 WORKDIR /app
-
+EXPOSE 8080
+HEALTHCHECK --interval=30s --timeout=5s --start-period=20s \
+    CMD ["python", "-c", "import urllib.request,sys; sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:8080/healthz', timeout=4).status == 200 else 1)"]
 ENTRYPOINT ["esb"]
-CMD ["--help"]
+# Set ESB_PUBLIC_URL to the address clients use: it is what the WSDLs publish.
+CMD ["serve", "--bind", "0.0.0.0:8080", "--workers", "2"]

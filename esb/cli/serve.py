@@ -49,7 +49,7 @@ def serve(
     from esb.storage.database import open_database
 
     if public_url is None and "ESB_PUBLIC_URL" not in os.environ:
-        public_url = f"http://{bind}"
+        public_url = _default_public_url(bind)
     settings = Settings.from_env(data_dir=data_dir, database_url=database_url, public_url=public_url)
     _export(settings)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -81,6 +81,19 @@ def serve(
             return wsgi_app()
 
     _Gunicorn().run()
+
+
+def _default_public_url(bind: str) -> str:
+    """``http://<bind>``, with a wildcard host replaced by loopback (set ESB_PUBLIC_URL in production)."""
+    host, _, port = bind.rpartition(":")
+    if host in ("0.0.0.0", "::", "[::]", ""):  # noqa: S104 - compared, not bound
+        click.echo(
+            f"lgsp-esb: listening on {bind}; the WSDLs publish http://127.0.0.1:{port} "
+            "until ESB_PUBLIC_URL (or --public-url) names the address clients use",
+            err=True,
+        )
+        host = "127.0.0.1"
+    return f"http://{host}:{port}"
 
 
 def _export(settings: Settings) -> None:

@@ -181,7 +181,10 @@ class Authenticator:
     def caller_for_session(self, token: str, service: str, *, remote_addr: str | None = None) -> Caller:
         """The caller behind a session key in a SOAP header, allowed to call ``service``."""
         now = self.clock()
-        with self.database.transaction() as session:
+        with (
+            self._audited("session", None, remote_addr, now, detail=service),
+            self.database.transaction() as session,
+        ):
             auth_session, key = self._live_session(session, token, now)
             if auth_session.target not in (None, service):
                 raise AuthError(
@@ -196,7 +199,8 @@ class Authenticator:
     ) -> Caller:
         """The caller behind a WS-Security signature made with its registered certificate."""
         now = self.clock()
-        token = wsse.read_security_token(envelope)
+        with self._audited("wsse", None, remote_addr, now):
+            token = wsse.read_security_token(envelope)
         with (
             self._audited("wsse", None, remote_addr, now, detail=token.certificate_sha256[:16]),
             self.database.transaction() as session,
