@@ -83,7 +83,11 @@ def load_or_create_key_file(path: Path) -> bytes:
                 handle.write(encoded + b"\n")
     if path.stat().st_mode & 0o077:
         raise ConfigurationError(f"the master key file {path} is readable by others: chmod 600 it")
-    return _decode(path.read_text(encoding="ascii").strip(), str(path))
+    try:
+        text = path.read_bytes().decode("ascii").strip()
+    except UnicodeDecodeError:
+        raise ConfigurationError(f"{path} must hold the key in base64 text, not raw bytes") from None
+    return _decode(text, str(path))
 
 
 def _decode(value: str, source: str) -> bytes:

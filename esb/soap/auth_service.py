@@ -17,8 +17,15 @@ from esb.soap.faults import TranslatingService, make_fault_class
 NAMESPACE = "urn:lgsp-esb:auth:1"
 SERVICE = "Auth"
 
-_Required = Unicode(min_occurs=1, nillable=False, max_len=4096)
-_Optional = Unicode(min_occurs=0, nillable=False, max_len=4096)
+
+def _required() -> Any:
+    """A fresh type per use: spyne names a shared restricted type after its first user."""
+    return Unicode(min_occurs=1, nillable=False, max_len=4096)
+
+
+def _optional() -> Any:
+    return Unicode(min_occurs=0, nillable=False, max_len=4096)
+
 
 EsbFault = make_fault_class(NAMESPACE)
 
@@ -46,11 +53,11 @@ class SignedAccess(ComplexModel):  # type: ignore[misc]
 
     __namespace__ = NAMESPACE
     _type_info = [  # noqa: RUF012
-        ("accessKey", _Required),
-        ("timestamp", _Required),
-        ("nonce", _Required),
-        ("algorithm", _Required),
-        ("signature", _Required),
+        ("accessKey", _required()),
+        ("timestamp", _required()),
+        ("nonce", _required()),
+        ("algorithm", _required()),
+        ("signature", _required()),
     ]
 
 
@@ -80,12 +87,12 @@ class AuthService(TranslatingService):
     fault_class = EsbFault
 
     @rpc(
-        _Required,
-        _Required,
-        _Required,
-        _Required,
-        _Required,
-        _Optional,
+        _required(),
+        _required(),
+        _required(),
+        _required(),
+        _required(),
+        _optional(),
         _returns=SessionTicket.customize(min_occurs=1, nillable=False),
         _throws=[EsbFault],
     )
@@ -113,8 +120,8 @@ class AuthService(TranslatingService):
         )
 
     @rpc(
-        _Required,
-        _Optional,
+        _required(),
+        _optional(),
         SignedAccess.customize(min_occurs=1, nillable=False),
         _returns=AccessConfirmation.customize(min_occurs=1, nillable=False),
         _throws=[EsbFault],
