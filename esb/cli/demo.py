@@ -1,21 +1,29 @@
-"""``esb demo``: a guided tour for a newcomer, with nothing to set up.
+"""``esb demo``: guided tours for a newcomer, with nothing to set up.
 
-It builds a strict edoc package (one attachment, wrapped in a ZIP as the VNPT SDK does),
+``esb demo packages`` builds a strict edoc package (one attachment, wrapped in a ZIP as the VNPT SDK does),
 validates and inspects it, builds the recipient's status 01 answer, and validates every
 shared real-world sample it can find, printing each step as tables.
+
+``esb demo seed`` registers demo agencies, their applications and one key pair each, and
+writes the credentials (with their secret keys) to a file readable by its owner only.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
+import os
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import click
+from rich.table import Table
 
 from esb.cli import rendering
 from esb.cli.edxml_commands import build_to_file, validate_file
 from esb.cli.main import reports_errors
+from esb.cli.registry_commands import database_options, opened_runtime
 from esb.domain.edxml_dates import VN_TZ, format_date
 from esb.domain.edxml_model import EdocPackage
 from esb.errors import EdxmlBuildError
@@ -75,7 +83,18 @@ def status_spec(package: EdocPackage) -> dict[str, Any]:
     }
 
 
-@click.command()
+@click.group(invoke_without_command=True)
+@click.pass_context
+def demo(ctx: click.Context) -> None:
+    """Guided tours: edXML packages (``packages``) and a seeded registry (``seed``).
+
+    Without a subcommand, runs ``packages`` with its defaults.
+    """
+    if ctx.invoked_subcommand is None:
+        ctx.invoke(packages)
+
+
+@demo.command()
 @click.option(
     "--out",
     "out",
@@ -92,7 +111,7 @@ def status_spec(package: EdocPackage) -> dict[str, Any]:
     help="Folder of .edxml samples to validate (default: ../shared/samples/edxml if present).",
 )
 @reports_errors
-def demo(out: Path, samples: Path | None) -> None:
+def packages(out: Path, samples: Path | None) -> None:
     """Build, validate and inspect a package, answer it with a status, and check real samples."""
     now = datetime.now(VN_TZ).replace(microsecond=0)
     out.mkdir(parents=True, exist_ok=True)
@@ -136,3 +155,82 @@ def _find_samples() -> Path | None:
         if candidate.is_dir():
             return candidate
     return None
+
+
+@demo.command()
+@click.option(
+    "--credentials-out",
+    default=Path("demo-credentials.json"),
+    show_default=True,
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Where to write the demo credentials, secret keys included (mode 0600).",
+)
+@database_options
+@reports_errors
+def seed(credentials_out: Path, database_url: str | None, data_dir: Path | None) -> None:
+    """Register demo agencies with a QLVB application and a key pair each; save the credentials."""
+    from esb.pipeline.demo_seed import seed_demo
+
+    with opened_runtime(database_url, data_dir) as runtime:
+        settings = runtime.settings
+        credentials = seed_demo(runtime.registration)
+    if not credentials:
+        rendering.console.print(
+            "The demo agencies, applications and keys are already registered: no new key was issued "
+            "(existing secret keys are sealed and cannot be shown again)."
+        )
+        if credentials_out.exists():
+            rendering.console.print(f"{credentials_out} was left as it is.")
+        else:
+            rendering.console.print(
+                "To start over, use an empty database (a new --data-dir), or issue keys with esb keys issue."
+            )
+        return
+    entries = _merge_credentials(credentials_out, [c.as_json() for c in credentials])
+    _write_private_json(credentials_out, entries)
+    table = Table(title="demo credentials issued", title_justify="left")
+    table.add_column("agency", no_wrap=True)
+    table.add_column("name", overflow="fold")
+    table.add_column("application", overflow="fold")
+    table.add_column("accessKey", no_wrap=True)
+    for credential in credentials:
+        table.add_row(credential.agency, credential.name, credential.application, credential.accessKey)
+    rendering.console.print(table)
+    where = "--database-url <the same URL>" if database_url else f"--data-dir {settings.data_dir}"
+    rendering.console.print(
+        f"{len(credentials)} key pair(s) issued. Their secret keys are in [bold]{credentials_out}[/] "
+        "(readable by you only; they are shown nowhere else).\n"
+        f"Next: start the services with [bold]esb serve {where}[/] (same database, same master key), "
+        "then call Authenticate at /soap/Auth with an accessKey and its secretKey (see the README)."
+    )
+
+
+def _merge_credentials(path: Path, new: list[dict[str, str]]) -> list[dict[str, str]]:
+    """The new credentials, plus those of the existing file for other applications (still usable)."""
+    with contextlib.suppress(OSError, ValueError):
+        old = json.loads(path.read_text(encoding="utf-8"))
+        if isinstance(old, list):
+            issued = {(c["agency"], c["application"]) for c in new}
+            kept = [
+                c
+                for c in old
+                if isinstance(c, dict) and (c.get("agency"), c.get("application")) not in issued
+            ]
+            return kept + new
+    return new
+
+
+def _write_private_json(path: Path, value: object) -> None:
+    """Pretty-printed UTF-8 JSON, mode 0600, replacing ``path`` whole (never half-written)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.fchmod(descriptor, 0o600)
+        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+            json.dump(value, handle, ensure_ascii=False, indent=2)
+            handle.write("\n")
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise

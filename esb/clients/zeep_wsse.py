@@ -51,7 +51,7 @@ class Timestamp:
         return envelope
 
 
-class SigningOnlyBinarySignature(BinarySignature):  # type: ignore[misc]
+class SigningOnlyBinarySignature(BinarySignature):
     """``BinarySignature`` that signs requests but does not expect signed responses."""
 
     def verify(self, envelope: etree._Element) -> etree._Element:

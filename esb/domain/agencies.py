@@ -88,6 +88,8 @@ def record_from_row(row: Mapping[str, object]) -> AgencyRecord:
             fields[name] = str(value).strip()
     if "code" not in fields:
         raise InvalidIdentifier("the row has no code column (code, ma_dinh_danh or organid)")
+    if "name" not in fields:
+        raise InvalidIdentifier(f"agency {fields['code']}: the row has no name (name, ten or organname)")
     state = fields.pop("state", AgencyState.ACTIVE.value).lower()
     if state not in (s.value for s in AgencyState):
         raise InvalidIdentifier(f"agency {fields['code']}: state {state!r} is not active or locked")

@@ -53,7 +53,7 @@ from esb.storage.tables import AccessKey, Application, AuthSession, utc
 
 log = logging.getLogger(__name__)
 
-_NONCE = re.compile(r"^[\x21-\x7e]{8,128}$")
+_NONCE = re.compile(r"[\x21-\x7e]{8,128}")
 _DUMMY_SECRET = secrets.token_bytes(32)
 _GENERIC_FAILURE = "authentication failed: unknown access key or wrong signature"
 
@@ -231,7 +231,7 @@ class Authenticator:
 
     def _check_signed_request(self, session: Session, request: SignedRequest, now: datetime) -> AccessKey:
         algorithm = _algorithm(request.algorithm)
-        if not _NONCE.match(request.nonce or ""):
+        if not _NONCE.fullmatch(request.nonce or ""):
             raise AuthError(
                 "nonce must be 8 to 128 printable ASCII characters without spaces",
                 code="Client.InvalidRequest",
@@ -308,8 +308,10 @@ class Authenticator:
         auth_session, key = found
         if utc(auth_session.expires_at) <= now:
             raise AuthError("the session key has expired; authenticate again", code="Client.SessionExpired")
-        if key.revoked_at is not None:
-            raise AuthError("the key behind this session has been revoked", code="Client.KeyRevoked")
+        if key.revoked_at is not None or (key.valid_until is not None and utc(key.valid_until) <= now):
+            raise AuthError(
+                "the key behind this session has been revoked or replaced", code="Client.KeyRevoked"
+            )
         _check_active(key.application)
         return auth_session, key
 

@@ -8,7 +8,7 @@ harmless: what exists is kept, and fresh keys are issued only to applications th
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from esb.domain.agencies import AgencyRecord
 from esb.pipeline.registration import Registration
@@ -34,7 +34,7 @@ class DemoCredential:
     name: str
     application: str
     accessKey: str
-    secretKey: str
+    secretKey: str = field(repr=False)
 
     def as_json(self) -> dict[str, str]:
         return {

@@ -11,6 +11,7 @@ import base64
 import binascii
 import hashlib
 import hmac
+import re
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
@@ -20,6 +21,8 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from esb.domain.access import SignatureAlgorithm
 from esb.errors import ClientError
 
+# One alphabet or the other (standard or URL-safe), padding optional.
+_BASE64 = re.compile(r"[A-Za-z0-9+/]+={0,2}|[A-Za-z0-9_-]+={0,2}")
 _HMAC_DIGESTS = {SignatureAlgorithm.HMAC_SHA256: hashlib.sha256, SignatureAlgorithm.HMAC_SHA1: hashlib.sha1}
 
 
@@ -30,10 +33,11 @@ class InvalidPublicKey(ClientError):
 def decode_signature(value: str) -> bytes | None:
     """The signature bytes from base64 (standard or URL-safe alphabet), or None if not base64."""
     text = value.strip()
+    if _BASE64.fullmatch(text) is None:
+        return None
+    standard = text.rstrip("=").replace("-", "+").replace("_", "/")
     try:
-        if "-" in text or "_" in text:
-            return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-        return base64.b64decode(text, validate=True)
+        return base64.b64decode(standard + "=" * (-len(standard) % 4), validate=True)
     except (binascii.Error, ValueError):
         return None
 

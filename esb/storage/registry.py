@@ -87,7 +87,9 @@ def list_agencies(
     query = select(Agency).order_by(Agency.code).limit(limit).offset(offset)
     if prefix:
         pattern = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-        query = query.where(or_(Agency.code.like(pattern, escape="\\"), Agency.name.like(f"%{pattern}")))
+        query = query.where(
+            or_(Agency.code.like(pattern, escape="\\"), Agency.name.like(f"%{pattern}", escape="\\"))
+        )
     if state is not None:
         query = query.where(Agency.state == state.value)
     return list(session.scalars(query))

@@ -20,7 +20,9 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
 )
+from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.types import TypeDecorator
 
 NAMING = {
     "ix": "ix_%(column_0_label)s",
@@ -43,7 +45,29 @@ class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
 
 
-Timestamp = DateTime(timezone=True)
+class UtcDateTime(TypeDecorator[datetime]):
+    """Aware datetimes stored as UTC on every engine.
+
+    SQLite keeps ``DateTime`` as text without the offset, so a value given in +07:00 or
+    -05:00 would be stored as its wall-clock time and compared wrongly.  Every value is
+    converted to UTC on the way in (a naive one is refused) and comes back aware.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the database; use an aware UTC datetime")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        return None if value is None else utc(value)
+
+
+Timestamp = UtcDateTime()
 
 
 class Agency(Base):
