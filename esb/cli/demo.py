@@ -86,9 +86,9 @@ def status_spec(package: EdocPackage) -> dict[str, Any]:
 @click.group(invoke_without_command=True)
 @click.pass_context
 def demo(ctx: click.Context) -> None:
-    """Guided tours: edXML packages (``packages``) and a seeded registry (``seed``).
+    """Guided tours: edXML packages (esb demo packages) and demo credentials (esb demo seed).
 
-    Without a subcommand, runs ``packages`` with its defaults.
+    Without a subcommand, runs "packages" with its defaults.
     """
     if ctx.invoked_subcommand is None:
         ctx.invoke(packages)

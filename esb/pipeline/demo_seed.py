@@ -59,7 +59,9 @@ def seed_demo(registration: Registration) -> list[DemoCredential]:
     for record in DEMO_AGENCIES:
         with database.transaction() as session:
             application = registry.find_application(session, record.code, DEMO_APPLICATION)
-            has_keys = application is not None and bool(application.keys)
+            has_keys = application is not None and any(
+                key.revoked_at is None and key.valid_until is None for key in application.keys
+            )
         if application is None:
             registration.register_application(
                 record.code, DEMO_APPLICATION, developer="Demo", endpoint=None, certificate=None

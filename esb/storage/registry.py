@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from typing import cast
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import Table, func, or_, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, joinedload
@@ -18,6 +19,8 @@ from esb.domain.access import AccessRule, AgencyState, Effect, RuleScope
 from esb.domain.agencies import AgencyRecord, account_for
 from esb.errors import ClientError
 from esb.storage.tables import AccessKey, AccessRuleRow, Agency, Application
+
+_AGENCY_TABLE = cast(Table, Agency.__table__)
 
 
 class RegistryConflict(ClientError):
@@ -54,7 +57,13 @@ def add_agency(session: Session, record: AgencyRecord, *, province_domain: str, 
 def upsert_agencies(
     session: Session, records: Sequence[AgencyRecord], *, province_domain: str, now: datetime
 ) -> tuple[int, int]:
-    """Insert new agencies and update known ones (by code) in one statement; (inserted, updated)."""
+    """Insert new agencies and update known ones (by code); (inserted, updated).
+
+    One ON CONFLICT statement run for all rows at once (executemany: compiled once, not once
+    per batch).  An import never changes an existing agency's state: locking and unlocking
+    are operator actions (``esb agency lock``), and a file's rows would otherwise silently
+    unlock an agency.
+    """
     if not records:
         return 0, 0
     records = list({record.code: record for record in records}.values())  # the last row of a code wins
@@ -65,13 +74,13 @@ def upsert_agencies(
         for record in records
     ]
     insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
-    statement = insert(Agency).values(rows)
-    updatable = ("qd20_code", "old_code", "name", "parent_code", "address", "email", "state", "updated_at")
+    statement = insert(_AGENCY_TABLE)
+    updatable = ("qd20_code", "old_code", "name", "parent_code", "address", "email", "account", "updated_at")
     statement = statement.on_conflict_do_update(
-        index_elements=[Agency.code],
+        index_elements=[_AGENCY_TABLE.c.code],
         set_={column: statement.excluded[column] for column in updatable},
     )
-    session.execute(statement)
+    session.connection().execute(statement, rows)
     updated = len(known)
     return len(codes) - updated, updated
 
@@ -88,7 +97,7 @@ def list_agencies(
     if prefix:
         pattern = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
         query = query.where(
-            or_(Agency.code.like(pattern, escape="\\"), Agency.name.like(f"%{pattern}", escape="\\"))
+            or_(Agency.code.like(pattern, escape="\\"), Agency.name.ilike(f"%{pattern}", escape="\\"))
         )
     if state is not None:
         query = query.where(Agency.state == state.value)

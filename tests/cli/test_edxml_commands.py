@@ -1,4 +1,4 @@
-"""Tests for ``esb edxml validate | inspect | extract | build`` and ``esb demo`` through CliRunner."""
+"""Tests for ``esb edxml validate | inspect | extract | build`` and ``esb demo packages`` via CliRunner."""
 
 from __future__ import annotations
 
@@ -525,7 +525,7 @@ def test_build_attach_must_exist(run: Any, spec_file: Path, tmp_path: Path) -> N
 
 def test_demo(run: Any, samples: Path, tmp_path: Path) -> None:
     out = tmp_path / "demo"
-    result = run("demo", "--out", out, "--samples", samples)
+    result = run("demo", "packages", "--out", out, "--samples", samples)
     assert result.exit_code == 0, result.output
     edoc, status = out / "cong-van-2491.edxml", out / "trang-thai-01.edxml"
     assert edoc.is_file()

@@ -57,10 +57,11 @@ def test_upsert_agencies_counts_inserted_and_updated_rows(runtime: Runtime) -> N
         assert counts == (1, 1)
     with runtime.database.transaction() as session:
         office = registry.get_agency(session, "H53.01")
+        # An import updates the details but never the state: locking is an operator action.
         assert (office.name, office.email, office.state) == (
             "Văn phòng UBND tỉnh",
             "vp@tayninh.gov.vn",
-            "locked",
+            "active",
         )
         assert utc(office.created_at) == NOW
         assert utc(office.updated_at) == later
