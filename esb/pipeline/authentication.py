@@ -55,6 +55,7 @@ log = logging.getLogger(__name__)
 
 _NONCE = re.compile(r"[\x21-\x7e]{8,128}")
 _DUMMY_SECRET = secrets.token_bytes(32)
+PURGE_EVERY = 200  # sessions issued by one process between two purges of expired rows
 _GENERIC_FAILURE = "authentication failed: unknown access key or wrong signature"
 
 
@@ -113,6 +114,7 @@ class Authenticator:
         self.secret_box = secret_box
         self.policy = policy
         self.clock = clock
+        self._issued = 0
 
     # -- steps 1-2: Authenticate ----------------------------------------------------------------
 
@@ -138,6 +140,9 @@ class Authenticator:
                 expires_at=expires_at,
             )
             _audit_ok(session, "authenticate", now, key, remote_addr, request.target)
+            self._issued += 1
+            if self._issued % PURGE_EVERY == 0:  # expired sessions and replay entries, now and then
+                auth_store.purge_expired(session, now=now)
         return SessionGrant(token, expires_at, _with_session(caller, request.target or None, expires_at))
 
     # -- steps 4-5: VerifyAccess ----------------------------------------------------------------
@@ -161,15 +166,16 @@ class Authenticator:
                 destination_key = self._check_signed_request(session, destination_request, now)
                 destination = _caller(destination_key)
                 auth_session, requester_key = self._live_session(session, session_token, now)
+                # The destination check first: a session for someone else tells nothing more.
+                if auth_session.target != destination.agency_code:
+                    raise AuthError(
+                        "the session key was not issued for this destination", code="Client.AccessDenied"
+                    )
                 if requester_access_key and not hmac.compare_digest(
                     requester_access_key.encode(), requester_key.access_key.encode()
                 ):
                     raise AuthError(
                         "the session key was not issued to that access key", code="Client.AccessDenied"
-                    )
-                if auth_session.target != destination.agency_code:
-                    raise AuthError(
-                        "the session key was not issued for this destination", code="Client.AccessDenied"
                     )
                 expires_at = utc(auth_session.expires_at)
                 requester = _with_session(_caller(requester_key), auth_session.target, expires_at)

@@ -16,13 +16,16 @@ from typing import Any
 
 import spyne.protocol.soap.soap11 as spyne_soap11
 from lxml import etree
-from spyne import Application
+from spyne import Application, Fault
 from spyne.protocol.soap import Soap11
+from spyne.protocol.xml import SchemaValidationError
 from spyne.server.wsgi import WsgiApplication
 
 from esb import __version__
+from esb.errors import ClientError
 from esb.soap import auth_service
 from esb.soap.context import RequestContext, Services
+from esb.soap.faults import TranslatingService, to_fault
 from esb.soap.guard import SoapGuard, WsgiApp
 from esb.xml_processing.parsing import hardened_parser
 
@@ -39,7 +42,7 @@ logging.getLogger("spyne").setLevel(logging.CRITICAL)
 @dataclass(frozen=True)
 class ServiceSpec:
     name: str  # the path segment and the service name in the WSDL
-    service: type
+    service: type[TranslatingService]
     namespace: str
 
 
@@ -50,12 +53,36 @@ def service_url(public_url: str, name: str) -> str:
     return f"{public_url.rstrip('/')}/soap/{name}"
 
 
+class ValidatingSoap11(Soap11):  # type: ignore[misc]
+    """spyne's SOAP 1.1 with its Body-schema faults turned into our typed ``EsbFault``.
+
+    spyne answers a Body that breaks the schema with a bare fault whose text is libxml2's
+    raw message; Java and .NET clients would then get an untyped exception.
+    """
+
+    def __init__(self, fault_class: type[Fault], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.fault_class = fault_class
+
+    def validate_body(self, ctx: Any, message: Any) -> None:
+        try:
+            super().validate_body(ctx, message)
+        except SchemaValidationError as exc:
+            parts = str(exc.faultstring or "").rsplit(": ", 2)
+            readable = ": ".join(parts[-2:]).strip(" \n\"'") if len(parts) > 1 else "invalid Body"
+            error = ClientError(
+                f"the request does not match the operation's schema: {readable}",
+                code="Client.SchemaValidationError",
+            )
+            raise to_fault(self.fault_class, error) from None
+
+
 def _application(spec: ServiceSpec) -> Application:
     return Application(
         [spec.service],
         tns=spec.namespace,
         name=spec.name,
-        in_protocol=Soap11(validator="lxml"),
+        in_protocol=ValidatingSoap11(spec.service.fault_class, validator="lxml"),
         out_protocol=Soap11(),
     )
 

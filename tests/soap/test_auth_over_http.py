@@ -248,6 +248,13 @@ GUARD_CASES = {
         500,
         "Client.InvalidHeader",
     ),
+    "missing argument": (
+        b'<s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/" xmlns:a="urn:lgsp-esb:auth:1">'
+        b"<s:Body><a:Authenticate><a:accessKey>AK</a:accessKey></a:Authenticate></s:Body></s:Envelope>",
+        "text/xml",
+        500,
+        "Client.SchemaValidationError",
+    ),
     "too large": (b"<x>" + b"a" * (11 * 1024 * 1024) + b"</x>", "text/xml", 413, "Client.RequestTooLarge"),
 }
 
