@@ -137,19 +137,41 @@ class Pki:
     expired: Identity  # the client's CN, validity ended a year ago
 
 
-def _identity(directory: Path, name: str, *, not_before: datetime, not_after: datetime) -> Identity:
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, CLIENT_CN)])
+SelfSigned = Callable[..., tuple[x509.Certificate, rsa.RSAPrivateKey]]
+
+
+def _self_signed(
+    bits: int = 2048,
+    cn: str = CLIENT_CN,
+    *,
+    not_before: datetime | None = None,
+    not_after: datetime | None = None,
+) -> tuple[x509.Certificate, rsa.RSAPrivateKey]:
+    """A fresh RSA key and its self-signed certificate (valid from yesterday for a year by default)."""
+    now = datetime.now(UTC)
+    key = rsa.generate_private_key(public_exponent=65537, key_size=bits)
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
     certificate = (
         x509.CertificateBuilder()
         .subject_name(subject)
         .issuer_name(subject)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
-        .not_valid_before(not_before)
-        .not_valid_after(not_after)
+        .not_valid_before(not_before or now - timedelta(days=1))
+        .not_valid_after(not_after or now + timedelta(days=365))
         .sign(key, hashes.SHA256())
     )
+    return certificate, key
+
+
+@pytest.fixture(scope="session")
+def self_signed() -> SelfSigned:
+    """``self_signed(bits=2048, cn=..., not_before=..., not_after=...)`` → (certificate, private key)."""
+    return _self_signed
+
+
+def _identity(directory: Path, name: str, *, not_before: datetime, not_after: datetime) -> Identity:
+    certificate, key = _self_signed(not_before=not_before, not_after=not_after)
     key_path, cert_path = directory / f"{name}.key.pem", directory / f"{name}.cert.pem"
     key_path.write_bytes(
         key.private_bytes(

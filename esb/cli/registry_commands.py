@@ -182,7 +182,6 @@ def agency() -> None:
 
 
 def _agency_view(row: Agency) -> dict[str, Any]:
-    from esb.storage.tables import utc
 
     return {
         "code": row.code,
@@ -194,8 +193,8 @@ def _agency_view(row: Agency) -> dict[str, Any]:
         "email": row.email,
         "account": row.account,
         "state": row.state,
-        "created_at": _iso(utc(row.created_at)),
-        "updated_at": _iso(utc(row.updated_at)),
+        "created_at": _iso(row.created_at),
+        "updated_at": _iso(row.updated_at),
     }
 
 
@@ -476,13 +475,7 @@ def _rule_text(scope: str, pattern: str, effect: str) -> str:
 
 
 def _application_view(row: Application, now: datetime) -> dict[str, Any]:
-    from esb.storage.tables import utc
-
-    active = [
-        key.access_key
-        for key in row.keys
-        if key.revoked_at is None and (key.valid_until is None or utc(key.valid_until) > now)
-    ]
+    active = [key.access_key for key in row.keys if not key.is_retired(now)]
     return {
         "agency": row.agency.code,
         "name": row.name,
@@ -490,7 +483,7 @@ def _application_view(row: Application, now: datetime) -> dict[str, Any]:
         "endpoint": row.endpoint,
         "certificate_sha256": row.certificate_sha256,
         "state": row.state,
-        "created_at": _iso(utc(row.created_at)),
+        "created_at": _iso(row.created_at),
         "rules": [{"scope": r.scope, "pattern": r.pattern, "effect": r.effect} for r in row.rules],
         "usable_keys": len(active),
     }

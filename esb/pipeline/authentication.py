@@ -49,7 +49,7 @@ from esb.security.request_signature import decode_signature, verify_hmac, verify
 from esb.security.secret_box import SecretBox
 from esb.storage import auth_store, registry
 from esb.storage.database import Database
-from esb.storage.tables import AccessKey, Application, AuthSession, utc
+from esb.storage.tables import AccessKey, Application, AuthSession
 
 log = logging.getLogger(__name__)
 
@@ -130,7 +130,7 @@ class Authenticator:
             token = secrets.token_urlsafe(32)
             expires_at = now + self.policy.session_ttl
             if key.valid_until is not None:
-                expires_at = min(expires_at, utc(key.valid_until))
+                expires_at = min(expires_at, key.valid_until)
             auth_store.add_session(
                 session,
                 token_sha256=_sha256(token),
@@ -177,7 +177,7 @@ class Authenticator:
                     raise AuthError(
                         "the session key was not issued to that access key", code="Client.AccessDenied"
                     )
-                expires_at = utc(auth_session.expires_at)
+                expires_at = auth_session.expires_at
                 requester = _with_session(_caller(requester_key), auth_session.target, expires_at)
                 _audit_ok(session, "verify_access", now, destination_key, remote_addr, requester.agency_code)
         return AccessConfirmation(requester, destination, expires_at)
@@ -198,7 +198,7 @@ class Authenticator:
                     code="Client.AccessDenied",
                 )
             self._check_service(session, key.application, service)
-            return _with_session(_caller(key), auth_session.target, utc(auth_session.expires_at))
+            return _with_session(_caller(key), auth_session.target, auth_session.expires_at)
 
     def caller_for_wsse(
         self, envelope: etree._Element, service: str, *, remote_addr: str | None = None
@@ -261,7 +261,7 @@ class Authenticator:
             raise AuthError(_GENERIC_FAILURE)
         if not self._signature_matches(key, algorithm, message, signature):
             raise AuthError(_GENERIC_FAILURE)
-        if key.revoked_at is not None or (key.valid_until is not None and utc(key.valid_until) <= now):
+        if key.is_retired(now):
             raise AuthError("this access key has been revoked or replaced", code="Client.KeyRevoked")
         _check_active(key.application)
         nonce_digest = _sha256(f"{key.access_key}\n{request.nonce}")
@@ -312,9 +312,9 @@ class Authenticator:
         if found is None:
             raise AuthError("unknown session key", code="Client.SessionInvalid")
         auth_session, key = found
-        if utc(auth_session.expires_at) <= now:
+        if auth_session.expires_at <= now:
             raise AuthError("the session key has expired; authenticate again", code="Client.SessionExpired")
-        if key.revoked_at is not None or (key.valid_until is not None and utc(key.valid_until) <= now):
+        if key.is_retired(now):
             raise AuthError(
                 "the key behind this session has been revoked or replaced", code="Client.KeyRevoked"
             )

@@ -23,7 +23,7 @@ from esb.security.request_signature import certificate_fingerprint, load_certifi
 from esb.security.secret_box import SecretBox
 from esb.storage import auth_store, registry
 from esb.storage.database import Database
-from esb.storage.tables import AccessKey, Agency, Application, utc
+from esb.storage.tables import AccessKey, Agency, Application
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -296,7 +296,7 @@ class Registration:
 
 
 def _require_usable(key: AccessKey, now: datetime) -> None:
-    if key.revoked_at is not None or (key.valid_until is not None and utc(key.valid_until) <= now):
+    if key.is_retired(now):
         raise KeyStateError(f"key {key.access_key} is revoked or expired; issue a new one instead")
     if key.replaced_by is not None:
         raise KeyStateError(f"key {key.access_key} was already rotated (replaced by {key.replaced_by})")
@@ -308,9 +308,9 @@ def _key_info(key: AccessKey) -> KeyInfo:
         agency_code=key.application.agency.code,
         application=key.application.name,
         kind=key.kind,
-        created_at=utc(key.created_at),
-        valid_until=utc(key.valid_until) if key.valid_until else None,
-        revoked_at=utc(key.revoked_at) if key.revoked_at else None,
+        created_at=key.created_at,
+        valid_until=key.valid_until,
+        revoked_at=key.revoked_at,
         replaced_by=key.replaced_by,
     )
 

@@ -130,6 +130,10 @@ class AccessKey(Base):
 
     application: Mapped[Application] = relationship(back_populates="keys")
 
+    def is_retired(self, now: datetime) -> bool:
+        """Revoked, or replaced by a rotation whose overlap has ended."""
+        return self.revoked_at is not None or (self.valid_until is not None and self.valid_until <= now)
+
 
 class AccessRuleRow(Base):
     __tablename__ = "access_rule"

@@ -22,9 +22,8 @@ import click
 import pytest
 from click.testing import CliRunner, Result
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
-from cryptography.x509.oid import NameOID
 from sqlalchemy import create_engine, text
 
 from esb.cli.registry_commands import DurationType
@@ -106,25 +105,8 @@ def registered(esb: Esb) -> Esb:
 Identity = tuple[x509.Certificate, rsa.RSAPrivateKey]
 
 
-def self_signed(bits: int = 2048, cn: str = "qlvb.tayninh.gov.vn") -> Identity:
-    key = rsa.generate_private_key(public_exponent=65537, key_size=bits)
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
-    now = datetime.now(UTC)
-    certificate = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - timedelta(days=1))
-        .not_valid_after(now + timedelta(days=365))
-        .sign(key, hashes.SHA256())
-    )
-    return certificate, key
-
-
 @pytest.fixture(scope="module")
-def certificate() -> Identity:
+def certificate(self_signed: Any) -> Identity:
     return self_signed()
 
 
@@ -356,7 +338,7 @@ def test_app_register_with_certificate_and_rules(
     refused(esb("app", "register", TAY_NINH, "QLVB"), "Client.AlreadyRegistered")
 
 
-def test_app_register_refusals(esb: Esb, tmp_path: Path) -> None:
+def test_app_register_refusals(esb: Esb, tmp_path: Path, self_signed: Any) -> None:
     weak, _ = self_signed(bits=1024)
     weak_file = tmp_path / "weak.pem"
     weak_file.write_bytes(weak.public_bytes(serialization.Encoding.PEM))

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
-from cryptography.x509.oid import NameOID
+from cryptography.hazmat.primitives import serialization
 from sqlalchemy import func, select
 from sqlalchemy.engine import make_url
 
@@ -156,29 +154,15 @@ def test_import_with_the_same_code_twice_keeps_the_last_row(
         assert registry.count_agencies(session) == 2
 
 
-def _certificate(bits: int) -> bytes:
-    key = rsa.generate_private_key(public_exponent=65537, key_size=bits)
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "qlvb.tayninh.gov.vn")])
-    now = datetime.now(UTC)
-    certificate = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - timedelta(days=1))
-        .not_valid_after(now + timedelta(days=30))
-        .sign(key, hashes.SHA256())
-    )
-    return certificate.public_bytes(serialization.Encoding.PEM)
-
-
 def test_register_application_refuses_an_rsa_1024_certificate(
-    registration: Registration, runtime: Runtime
+    registration: Registration, runtime: Runtime, self_signed: Any
 ) -> None:
     registration.add_agency(AgencyRecord(A, "UBND tỉnh Tây Ninh"))
+    weak, _ = self_signed(bits=1024)
     with pytest.raises(InvalidPublicKey, match="2048"):
-        registration.register_application(A, "QLVB", certificate=_certificate(1024))
+        registration.register_application(
+            A, "QLVB", certificate=weak.public_bytes(serialization.Encoding.PEM)
+        )
     with runtime.database.transaction() as session:
         assert session.scalar(select(func.count()).select_from(Application)) == 0
 

@@ -5,13 +5,12 @@ from __future__ import annotations
 import base64
 import hashlib
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
-from cryptography.x509.oid import NameOID
 
 from esb.domain.access import SignatureAlgorithm
 from esb.security.request_signature import (
@@ -44,20 +43,8 @@ class RsaIdentity:
         return self.certificate.public_bytes(serialization.Encoding.DER)
 
 
-def _identity(bits: int) -> RsaIdentity:
-    key = rsa.generate_private_key(public_exponent=65537, key_size=bits)
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "qlvb.tayninh.gov.vn")])
-    now = datetime.now(UTC)
-    certificate = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - timedelta(days=1))
-        .not_valid_after(now + timedelta(days=365))
-        .sign(key, hashes.SHA256())
-    )
+def _identity(self_signed: Any, bits: int) -> RsaIdentity:
+    certificate, key = self_signed(bits=bits, cn="qlvb.tayninh.gov.vn")
     public_pem = (
         key.public_key()
         .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
@@ -67,13 +54,13 @@ def _identity(bits: int) -> RsaIdentity:
 
 
 @pytest.fixture(scope="module")
-def rsa2048() -> RsaIdentity:
-    return _identity(2048)
+def rsa2048(self_signed: Any) -> RsaIdentity:
+    return _identity(self_signed, 2048)
 
 
 @pytest.fixture(scope="module")
-def rsa1024() -> RsaIdentity:
-    return _identity(1024)
+def rsa1024(self_signed: Any) -> RsaIdentity:
+    return _identity(self_signed, 1024)
 
 
 # HMAC ---------------------------------------------------------------------------------------------
