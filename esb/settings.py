@@ -12,12 +12,24 @@
 * ``ESB_CLOCK_SKEW_SECONDS`` (300): allowed difference between a caller's clock and ours.
 * ``ESB_SESSION_TTL_SECONDS`` (1800): lifetime of a session key.
 * ``ESB_ALLOW_LEGACY_SHA1`` (false): accept RSA-SHA1/SHA1 WS-Security signatures.
+* ``ESB_HUB_ORGAN_ID`` (``000.00.00.H53``): the hub's identifier code, written in the
+  TraceHeader it appends to every package it delivers.
+* ``ESB_CONTENT_STORE`` (``directory``): where package bytes wait for delivery:
+  ``directory`` (``<data dir>/content``) or ``database``.
+* ``ESB_MAX_PACKAGE_BYTES`` (1073741824): largest package accepted through an upload space.
+* ``ESB_INLINE_PACKAGE_BYTES`` (4194304): GetDocument returns larger packages as a download URL.
+* ``ESB_SPACE_TTL_SECONDS`` (3600): lifetime of an upload space (RequestSendSpace).
+* ``ESB_RETENTION_DAYS`` (30): content not confirmed by every recipient is purged after this.
+* ``ESB_WORKER`` (true): ``esb serve`` runs the delivery worker in-process (routing retries,
+  purge, expiry); set false when ``esb worker`` runs separately.
+* ``ESB_NODE_NAME`` (host name): names this node in traces and work leases.
 * ``ESB_MAX_REQUEST_BYTES`` (10485760): largest SOAP request (packages go by upload space).
 """
 
 from __future__ import annotations
 
 import os
+import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
@@ -27,6 +39,7 @@ from esb.errors import ConfigurationError
 
 DEFAULT_PUBLIC_URL = "http://127.0.0.1:8080"
 DEFAULT_PROVINCE_DOMAIN = "lgsp.example.gov.vn"
+DEFAULT_HUB_ORGAN_ID = "000.00.00.H53"
 
 
 @dataclass(frozen=True)
@@ -41,6 +54,14 @@ class Settings:
     session_ttl: timedelta = timedelta(minutes=30)
     allow_legacy_sha1: bool = False
     max_request_bytes: int = 10 * 1024 * 1024
+    hub_organ_id: str = DEFAULT_HUB_ORGAN_ID
+    content_store: str = "directory"
+    max_package_bytes: int = 1 << 30
+    inline_package_bytes: int = 4 << 20
+    space_ttl: timedelta = timedelta(hours=1)
+    retention: timedelta = timedelta(days=30)
+    in_process_worker: bool = True
+    node_name: str = field(default_factory=socket.gethostname)
 
     def __post_init__(self) -> None:
         if not self.database_url:
@@ -48,6 +69,10 @@ class Settings:
         if self.master_key_file is None:
             object.__setattr__(self, "master_key_file", self.data_dir / "master.key")
         object.__setattr__(self, "public_url", self.public_url.rstrip("/"))
+        if self.content_store not in ("directory", "database"):
+            raise ConfigurationError(
+                f"ESB_CONTENT_STORE must be directory or database, not {self.content_store!r}"
+            )
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> Settings:
@@ -65,6 +90,14 @@ class Settings:
             "session_ttl": timedelta(seconds=_int(env, "ESB_SESSION_TTL_SECONDS", 1800)),
             "allow_legacy_sha1": _bool(env, "ESB_ALLOW_LEGACY_SHA1"),
             "max_request_bytes": _int(env, "ESB_MAX_REQUEST_BYTES", 10 * 1024 * 1024),
+            "hub_organ_id": env.get("ESB_HUB_ORGAN_ID", DEFAULT_HUB_ORGAN_ID),
+            "content_store": env.get("ESB_CONTENT_STORE", "directory"),
+            "max_package_bytes": _int(env, "ESB_MAX_PACKAGE_BYTES", 1 << 30),
+            "inline_package_bytes": _int(env, "ESB_INLINE_PACKAGE_BYTES", 4 << 20),
+            "space_ttl": timedelta(seconds=_int(env, "ESB_SPACE_TTL_SECONDS", 3600)),
+            "retention": timedelta(days=_int(env, "ESB_RETENTION_DAYS", 30)),
+            "in_process_worker": _bool(env, "ESB_WORKER", default=True),
+            "node_name": env.get("ESB_NODE_NAME") or socket.gethostname(),
         }
         values.update({key: value for key, value in overrides.items() if value is not None})
         return cls(**values)  # type: ignore[arg-type]
@@ -86,9 +119,11 @@ def _int(env: Mapping[str, str], name: str, default: int) -> int:
     return value
 
 
-def _bool(env: Mapping[str, str], name: str) -> bool:
+def _bool(env: Mapping[str, str], name: str, *, default: bool = False) -> bool:
     raw = env.get(name, "").strip().lower()
-    if raw in ("", "0", "false", "no", "off"):
+    if raw == "":
+        return default
+    if raw in ("0", "false", "no", "off"):
         return False
     if raw in ("1", "true", "yes", "on"):
         return True

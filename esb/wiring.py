@@ -10,16 +10,23 @@ import logging
 from dataclasses import dataclass
 
 from esb import __version__
+from esb.domain.identifiers import classify_organ_id
+from esb.errors import ConfigurationError
 from esb.pipeline.authentication import Authenticator, AuthPolicy
+from esb.pipeline.exchange import Exchange, ExchangePolicy
 from esb.pipeline.registration import Registration
+from esb.pipeline.worker import DeliveryWorker
 from esb.security.secret_box import SecretBox
 from esb.settings import Settings
 from esb.soap.app import create_wsgi_app
 from esb.soap.context import Services
 from esb.soap.guard import WsgiApp
+from esb.storage.content_store import ContentStore, DatabaseContentStore, DirectoryContentStore
 from esb.storage.database import Database, open_database
 
 log = logging.getLogger(__name__)
+
+WORKER_INTERVAL_SECONDS = 1.0
 
 
 @dataclass(frozen=True)
@@ -29,6 +36,7 @@ class Runtime:
     secret_box: SecretBox
     authenticator: Authenticator
     registration: Registration
+    exchange: Exchange
 
 
 def build_runtime(settings: Settings, *, migrate: bool = True) -> Runtime:
@@ -45,7 +53,31 @@ def build_runtime(settings: Settings, *, migrate: bool = True) -> Runtime:
         secret_box=secret_box,
         authenticator=Authenticator(database, secret_box, policy),
         registration=Registration(database, secret_box, province_domain=settings.province_domain),
+        exchange=build_exchange(settings, database),
     )
+
+
+def build_exchange(settings: Settings, database: Database) -> Exchange:
+    if not classify_organ_id(settings.hub_organ_id).is_conforming:
+        raise ConfigurationError(
+            "ESB_HUB_ORGAN_ID must be a conforming identifier code (mã định danh), "
+            f"not {settings.hub_organ_id!r}"
+        )
+    content: ContentStore
+    if settings.content_store == "database":
+        content = DatabaseContentStore(database)
+    else:
+        content = DirectoryContentStore(settings.data_dir / "content")
+    policy = ExchangePolicy(
+        hub_organ_id=settings.hub_organ_id,
+        public_url=settings.public_url,
+        max_package_bytes=settings.max_package_bytes,
+        inline_package_bytes=settings.inline_package_bytes,
+        space_ttl=settings.space_ttl,
+        retention=settings.retention,
+        node_name=settings.node_name,
+    )
+    return Exchange(database, content, settings.data_dir / "work", policy)
 
 
 def build_wsgi_app(runtime: Runtime) -> WsgiApp:
@@ -58,7 +90,7 @@ def build_wsgi_app(runtime: Runtime) -> WsgiApp:
             "version": __version__,
         }
 
-    services = Services(authenticator=runtime.authenticator)
+    services = Services(authenticator=runtime.authenticator, exchange=runtime.exchange)
     return create_wsgi_app(
         services,
         public_url=runtime.settings.public_url,
@@ -69,4 +101,7 @@ def build_wsgi_app(runtime: Runtime) -> WsgiApp:
 
 def wsgi_app() -> WsgiApp:
     """Entry point for gunicorn workers (``esb.wiring:wsgi_app()``); settings from the environment."""
-    return build_wsgi_app(build_runtime(Settings.from_env(), migrate=False))
+    runtime = build_runtime(Settings.from_env(), migrate=False)
+    if runtime.settings.in_process_worker:
+        DeliveryWorker(runtime.exchange).start_thread(interval=WORKER_INTERVAL_SECONDS)
+    return build_wsgi_app(runtime)

@@ -51,6 +51,7 @@ def cli() -> None:
 def main() -> None:
     from esb.cli.demo import demo
     from esb.cli.edxml_commands import edxml
+    from esb.cli.exchange_commands import documents, worker
     from esb.cli.registry_commands import agency, app, db, keys
     from esb.cli.serve import serve
     from esb.cli.wsdl_commands import wsdl
@@ -61,6 +62,8 @@ def main() -> None:
     for group in (agency, app, keys, db):
         cli.add_command(group)
     cli.add_command(wsdl)
+    cli.add_command(worker)
+    cli.add_command(documents)
     cli(prog_name="esb")
 
 

@@ -23,10 +23,11 @@ from spyne.server.wsgi import WsgiApplication
 
 from esb import __version__
 from esb.errors import ClientError
-from esb.soap import auth_service
+from esb.soap import auth_service, exchange_service
 from esb.soap.context import RequestContext, Services
 from esb.soap.faults import TranslatingService, to_fault
 from esb.soap.guard import SoapGuard, WsgiApp
+from esb.soap.transfer import TransferApp
 from esb.xml_processing.parsing import hardened_parser
 
 # SOAP-encoding multiref resolution copies any element with id="x" into any element with
@@ -46,7 +47,10 @@ class ServiceSpec:
     namespace: str
 
 
-SERVICES: tuple[ServiceSpec, ...] = (ServiceSpec("Auth", auth_service.AuthService, auth_service.NAMESPACE),)
+SERVICES: tuple[ServiceSpec, ...] = (
+    ServiceSpec("Auth", auth_service.AuthService, auth_service.NAMESPACE),
+    ServiceSpec("DocumentExchange", exchange_service.ExchangeService, exchange_service.NAMESPACE),
+)
 
 
 def service_url(public_url: str, name: str) -> str:
@@ -133,16 +137,24 @@ def create_wsgi_app(
     for spec in SERVICES:
         wsgi = build_spyne_app(spec, services, public_url, max_request_bytes)
         routes[f"/soap/{spec.name}"] = SoapGuard(wsgi, namespace=spec.namespace, max_bytes=max_request_bytes)
-    return Router(routes, health=health, public_url=public_url)
+    transfer = TransferApp(services)
+    prefixes: dict[str, WsgiApp] = {"/upload/": transfer, "/download/": transfer}
+    return Router(routes, health=health, public_url=public_url, prefixes=prefixes)
 
 
 class Router:
-    """Path dispatch: ``/soap/<Service>``, ``/healthz`` (load balancers) and ``/`` (an index)."""
+    """Path dispatch: ``/soap/<Service>``, transfer prefixes, ``/healthz`` and ``/`` (an index)."""
 
     def __init__(
-        self, routes: dict[str, WsgiApp], *, health: Callable[[], dict[str, str]], public_url: str
+        self,
+        routes: dict[str, WsgiApp],
+        *,
+        health: Callable[[], dict[str, str]],
+        public_url: str,
+        prefixes: dict[str, WsgiApp] | None = None,
     ) -> None:
         self.routes = routes
+        self.prefixes = prefixes or {}
         self.health = health
         self.public_url = public_url
 
@@ -151,6 +163,9 @@ class Router:
         app = self.routes.get(path)
         if app is not None:
             return app(environ, start_response)
+        for prefix, handler in self.prefixes.items():
+            if path.startswith(prefix):
+                return handler(environ, start_response)
         if path == "/healthz":
             report = self.health()
             status = "200 OK" if report.get("status") == "ok" else "503 Service Unavailable"

@@ -8,6 +8,7 @@ from typing import Any
 from esb.domain.access import Caller
 from esb.errors import ClientError
 from esb.pipeline.authentication import Authenticator
+from esb.pipeline.exchange import Exchange
 from esb.security.wsse import find_security_header
 
 
@@ -16,6 +17,7 @@ class Services:
     """The use cases the SOAP operations call; built by :mod:`esb.wiring`."""
 
     authenticator: Authenticator
+    exchange: Exchange
 
 
 @dataclass

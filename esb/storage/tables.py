@@ -191,3 +191,120 @@ class AuditEvent(Base):
     agency_code: Mapped[str | None] = mapped_column(String(64), index=True)
     remote_addr: Mapped[str | None] = mapped_column(String(64))
     detail: Mapped[str | None] = mapped_column(String(512))
+
+
+class Document(Base):
+    """One accepted package (edoc or status): metadata, digests and state; never its content.
+
+    ``content_key``/``delivered_key`` name blobs in the content store; both are cleared when
+    the content is purged, while digests, sizes and the trace stay.
+    """
+
+    __tablename__ = "document"
+    __table_args__ = (
+        Index("ix_document_state_lease", "state", "lease_until"),
+        Index("ix_document_sender_document_id", "sender_code", "document_id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    hub_id: Mapped[str] = mapped_column(String(36), unique=True)
+    message_type: Mapped[str] = mapped_column(String(8))
+    sender_code: Mapped[str] = mapped_column(String(64))
+    sender_application_id: Mapped[int] = mapped_column(ForeignKey("application.id"))
+    document_id: Mapped[str | None] = mapped_column(String(512))
+    idempotency_key: Mapped[str | None] = mapped_column(String(600), unique=True)
+    business_doc_type: Mapped[int | None] = mapped_column(Integer)
+    status_code: Mapped[str | None] = mapped_column(String(2))
+    relates_to_id: Mapped[int | None] = mapped_column(ForeignKey("document.id"), index=True)
+    subject: Mapped[str] = mapped_column(String(2048))
+    priority: Mapped[int] = mapped_column(Integer)
+    due_date: Mapped[str | None] = mapped_column(String(10))  # ISO date: sorts as text on both engines
+    size: Mapped[int] = mapped_column(BigInteger)
+    sha256: Mapped[str] = mapped_column(String(64))
+    delivered_size: Mapped[int | None] = mapped_column(BigInteger)
+    delivered_sha256: Mapped[str | None] = mapped_column(String(64))
+    content_key: Mapped[str | None] = mapped_column(String(128))
+    delivered_key: Mapped[str | None] = mapped_column(String(128))
+    state: Mapped[str] = mapped_column(String(16))
+    accepted_at: Mapped[datetime] = mapped_column(Timestamp)
+    routed_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    purged_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    retain_until: Mapped[datetime] = mapped_column(Timestamp, index=True)
+    lease_until: Mapped[datetime | None] = mapped_column(Timestamp)
+    lease_owner: Mapped[str | None] = mapped_column(String(128))
+    warnings: Mapped[int] = mapped_column(Integer, default=0)
+
+    deliveries: Mapped[list[Delivery]] = relationship(back_populates="document", order_by="Delivery.id")
+
+
+class Delivery(Base):
+    """A document's journey to one recipient (its mailbox entry), with its own state."""
+
+    __tablename__ = "delivery"
+    __table_args__ = (
+        UniqueConstraint("document_id", "recipient_code", name="uq_delivery_document_recipient"),
+        Index("ix_delivery_mailbox", "recipient_code", "message_type", "state", "priority"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    document_id: Mapped[int] = mapped_column(ForeignKey("document.id"), index=True)
+    recipient_code: Mapped[str] = mapped_column(String(64))
+    message_type: Mapped[str] = mapped_column(String(8))  # copied from the document: mailbox index
+    priority: Mapped[int] = mapped_column(Integer)  # copied from the document: mailbox order
+    state: Mapped[str] = mapped_column(String(16))
+    delivered_sha256: Mapped[str | None] = mapped_column(String(64))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    available_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    fetched_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    confirmed_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    last_failure: Mapped[str | None] = mapped_column(String(512))
+
+    document: Mapped[Document] = relationship(back_populates="deliveries")
+
+
+class TraceEventRow(Base):
+    """The trace of a document (GetTrace): what happened, when, by whom, with which digest."""
+
+    __tablename__ = "trace_event"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    document_id: Mapped[int] = mapped_column(ForeignKey("document.id"), index=True)
+    at: Mapped[datetime] = mapped_column(Timestamp)
+    kind: Mapped[str] = mapped_column(String(24))
+    actor: Mapped[str] = mapped_column(String(128))
+    recipient_code: Mapped[str | None] = mapped_column(String(64))
+    sha256: Mapped[str | None] = mapped_column(String(64))
+    detail: Mapped[str | None] = mapped_column(String(512))
+
+
+class UploadSpaceRow(Base):
+    """A space allocated by RequestSendSpace, filled by an HTTP PUT, used by SendDocument."""
+
+    __tablename__ = "upload_space"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    space_id: Mapped[str] = mapped_column(String(64), unique=True)
+    agency_code: Mapped[str] = mapped_column(String(64))
+    application_id: Mapped[int] = mapped_column(ForeignKey("application.id"))
+    recipients: Mapped[str] = mapped_column(Text)  # newline-separated identifier codes
+    subject: Mapped[str] = mapped_column(String(2048))
+    priority: Mapped[int] = mapped_column(Integer)
+    data_type: Mapped[str] = mapped_column(String(16))
+    protocol: Mapped[str] = mapped_column(String(32))
+    max_bytes: Mapped[int] = mapped_column(BigInteger)
+    state: Mapped[str] = mapped_column(String(16))  # open, uploaded, used, expired
+    size: Mapped[int | None] = mapped_column(BigInteger)
+    sha256: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(Timestamp)
+    expires_at: Mapped[datetime] = mapped_column(Timestamp, index=True)
+    hub_document_id: Mapped[str | None] = mapped_column(String(36))
+
+
+class ContentChunk(Base):
+    """Package bytes when the content store is the database (``ESB_CONTENT_STORE=database``)."""
+
+    __tablename__ = "content_chunk"
+
+    key: Mapped[str] = mapped_column(String(128), primary_key=True)
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True)
+    data: Mapped[bytes] = mapped_column(LargeBinary)

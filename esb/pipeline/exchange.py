@@ -1,0 +1,957 @@
+"""The document exchange use cases: accept, route, list, fetch, confirm, trace, purge.
+
+One package's path through the hub:
+
+1. **accept** (SendDocument / SendStatus): the bytes are spooled to a file, read by the
+   lenient edXML reader (streaming, attachments decoded and checked, never held in memory),
+   checked against the caller (From = authenticated agency) and the registry (every
+   recipient known and active), and stored; then *one* transaction writes the document,
+   one queued delivery per recipient and the ``accepted`` trace event.  A failure anywhere
+   before the commit removes the stored bytes: nothing partial remains.
+2. **route** (inline right after acceptance, and by ``esb worker`` for whatever a crash
+   left behind): the document is claimed (``SKIP LOCKED`` on PostgreSQL), the hub appends
+   its TraceHeader to a copy of the bytes (:mod:`esb.xml_processing.trace_splice`), the
+   copy is stored and every delivery becomes ``pending`` in its recipient's mailbox, with
+   the digest of the bytes it will receive.
+3. **fetch / confirm** per recipient: the stored bytes are re-checked against their digest
+   on every read; ``done`` with the right digest ends a delivery.
+4. **purge**: when every delivery is done the content is deleted; metadata, digests and the
+   trace stay.  Undelivered content is purged when the retention ends (``expired``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import os
+import tempfile
+import uuid
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from pathlib import Path
+from typing import IO
+
+from sqlalchemy.orm import Session
+
+from esb.clock import Clock, utc_now
+from esb.domain.access import AgencyState, Caller
+from esb.domain.edxml_enums import BusinessDocType, Priority, StatusCode
+from esb.domain.exchange import (
+    DeliveryState,
+    DocumentState,
+    Envelope,
+    MessageType,
+    Outcome,
+    PendingItem,
+    Receipt,
+    RecipientState,
+    TraceEvent,
+    TraceKind,
+    UploadSpace,
+    check_sender,
+    envelope_of,
+)
+from esb.errors import ClientError, EsbError
+from esb.storage import exchange_store as store
+from esb.storage import registry
+from esb.storage.content_store import ContentCorrupted, ContentMissing, ContentStore, new_key, read_all
+from esb.storage.database import Database
+from esb.storage.tables import Delivery, Document, UploadSpaceRow
+from esb.xml_processing.edxml_reader import read_package
+from esb.xml_processing.parsing import XmlLimits
+from esb.xml_processing.trace_splice import append_trace_header
+
+log = logging.getLogger(__name__)
+
+SPOOL_CHUNK = 1 << 20
+MAILBOX_LIMIT = 500
+SUPPORTED_PROTOCOLS = frozenset({"edxml", "qcvn102", "qcvn_102_2016"})
+
+
+@dataclass(frozen=True)
+class ExchangePolicy:
+    hub_organ_id: str
+    public_url: str
+    max_package_bytes: int = 1 << 30
+    inline_package_bytes: int = 4 << 20
+    space_ttl: timedelta = timedelta(hours=1)
+    retention: timedelta = timedelta(days=30)
+    lease: timedelta = timedelta(seconds=60)
+    node_name: str = "node"
+
+
+@dataclass(frozen=True)
+class FetchedDocument:
+    """GetDocument's answer: the bytes (small packages) or where to stream them from (large ones)."""
+
+    hub_document_id: str
+    sha256: str
+    size: int
+    package: bytes | None
+    download_url: str | None
+
+
+@dataclass(frozen=True)
+class Upload:
+    space_id: str
+    size: int
+    sha256: str
+
+
+@dataclass(frozen=True)
+class Download:
+    """A verified stream of a delivered package (for the HTTP download URL)."""
+
+    hub_document_id: str
+    size: int
+    sha256: str
+    chunks: Iterator[bytes]
+
+
+class Exchange:
+    def __init__(
+        self,
+        database: Database,
+        content: ContentStore,
+        work_dir: Path,
+        policy: ExchangePolicy,
+        clock: Clock = utc_now,
+    ) -> None:
+        self.database = database
+        self.content = content
+        self.work_dir = work_dir
+        self.spaces_dir = work_dir / "spaces"
+        self.policy = policy
+        self.clock = clock
+        self.spaces_dir.mkdir(parents=True, exist_ok=True)
+
+    # ------------------------------------------------------------------ sending
+
+    def send_document(
+        self,
+        caller: Caller,
+        *,
+        package: bytes | None = None,
+        space_id: str | None = None,
+        retention_days: int | None = None,
+    ) -> Receipt:
+        """SendDocument: an edoc package, inline or from an upload space."""
+        return self._send(caller, MessageType.EDOC, package, space_id, retention_days)
+
+    def send_status(
+        self, caller: Caller, *, package: bytes | None = None, space_id: str | None = None
+    ) -> Receipt:
+        """SendStatus: a status package, routed to ResponseFor/OrganId."""
+        return self._send(caller, MessageType.STATUS, package, space_id, None)
+
+    def _send(
+        self,
+        caller: Caller,
+        expected: MessageType,
+        package: bytes | None,
+        space_id: str | None,
+        retention_days: int | None,
+    ) -> Receipt:
+        if (package is None) == (space_id is None):
+            raise ClientError("give either the package or the spaceId of an upload", code="Client.BadRequest")
+        retention = self.policy.retention
+        if retention_days is not None:
+            retention = min(retention, timedelta(days=retention_days))
+        if package is not None:
+            if len(package) > self.policy.max_package_bytes:
+                raise _too_large(len(package), self.policy.max_package_bytes)
+            spool = self._spool_bytes(package)
+            space = None
+        else:
+            spool, space = self._space_file(caller, str(space_id), expected)
+        try:
+            receipt = self._accept(caller, expected, spool, space, retention)
+        finally:
+            spool.unlink(missing_ok=True)
+        try:
+            self.route(receipt.hub_document_id)
+        except Exception:
+            log.warning(
+                "inline routing of %s failed; the worker will retry", receipt.hub_document_id, exc_info=True
+            )
+        return self.receipt(receipt.hub_document_id, duplicate=receipt.duplicate)
+
+    def _spool_bytes(self, data: bytes) -> Path:
+        handle, name = tempfile.mkstemp(prefix="accept-", dir=self.work_dir)
+        with os.fdopen(handle, "wb") as out:
+            out.write(data)
+        return Path(name)
+
+    def _accept(
+        self,
+        caller: Caller,
+        expected: MessageType,
+        spool: Path,
+        space: UploadSpaceRow | None,
+        retention: timedelta,
+    ) -> Receipt:
+        limits = XmlLimits(max_bytes=self.policy.max_package_bytes)
+        result = read_package(spool, limits=limits)
+        envelope = envelope_of(result.package)
+        if envelope.message_type is not expected:
+            other = "SendStatus" if envelope.message_type is MessageType.STATUS else "SendDocument"
+            raise ClientError(
+                f"this is a {envelope.message_type.value} package: send it with {other}",
+                code="Client.WrongPackageKind",
+            )
+        check_sender(envelope, caller.agency_code)
+        if space is not None:
+            _check_space_matches(space, envelope)
+        now = self.clock()
+        actor = _actor(caller)
+        key = new_key()
+        stored = False
+        try:
+            with self.database.transaction() as session:
+                self._check_recipients(session, envelope)
+                if envelope.idempotency_key is not None:
+                    first = store.find_by_idempotency_key(session, envelope.idempotency_key)
+                    if first is not None:
+                        store.add_event(
+                            session,
+                            first,
+                            TraceKind.DUPLICATE,
+                            at=now,
+                            actor=actor,
+                            sha256=result.sha256,
+                            detail="the same DocumentId was sent again; the first receipt was returned",
+                        )
+                        if space is not None:
+                            self._use_space(session, space, first.hub_id)
+                        return _receipt(first, duplicate=True)
+                relates_to, link_note = self._related(session, envelope)
+                self.content.put_file(key, spool)
+                stored = True
+                document = Document(
+                    hub_id=str(uuid.uuid4()),
+                    message_type=envelope.message_type.value,
+                    sender_code=envelope.sender,
+                    sender_application_id=caller.application_id,
+                    document_id=envelope.document_id,
+                    idempotency_key=envelope.idempotency_key,
+                    business_doc_type=(
+                        int(envelope.business_doc_type) if envelope.business_doc_type is not None else None
+                    ),
+                    status_code=envelope.status_code.value if envelope.status_code else None,
+                    relates_to_id=relates_to.id if relates_to is not None else None,
+                    subject=envelope.subject[:2048],
+                    priority=int(envelope.priority),
+                    due_date=envelope.due_date.isoformat() if envelope.due_date else None,
+                    size=result.size,
+                    sha256=result.sha256,
+                    content_key=key,
+                    state=DocumentState.ACCEPTED.value,
+                    accepted_at=now,
+                    retain_until=now + retention,
+                    warnings=len(result.warnings),
+                )
+                session.add(document)
+                session.flush()
+                for recipient in envelope.recipients:
+                    session.add(
+                        Delivery(
+                            document_id=document.id,
+                            recipient_code=recipient,
+                            message_type=envelope.message_type.value,
+                            priority=int(envelope.priority),
+                            state=DeliveryState.QUEUED.value,
+                            attempts=0,
+                        )
+                    )
+                detail = f"{len(envelope.recipients)} recipient(s); {len(result.warnings)} warning(s)"
+                if link_note:
+                    detail = f"{detail}; {link_note}"
+                store.add_event(
+                    session,
+                    document,
+                    TraceKind.ACCEPTED,
+                    at=now,
+                    actor=actor,
+                    sha256=result.sha256,
+                    detail=detail,
+                )
+                if relates_to is not None:
+                    self._record_relation(session, relates_to, document, envelope, now, actor)
+                if space is not None:
+                    self._use_space(session, space, document.hub_id)
+                session.flush()
+                return _receipt(document)
+        except BaseException:
+            if stored:
+                with contextlib.suppress(Exception):
+                    self.content.delete(key)
+            raise
+
+    def _check_recipients(self, session: Session, envelope: Envelope) -> None:
+        for code in envelope.recipients:
+            agency = registry.find_agency(session, code)
+            if agency is None:
+                raise ClientError(
+                    f"recipient {code} is not a registered agency", code="Client.UnknownRecipient"
+                )
+            if agency.state != AgencyState.ACTIVE.value:
+                raise ClientError(f"recipient {code} is locked", code="Client.RecipientLocked")
+
+    def _related(self, session: Session, envelope: Envelope) -> tuple[Document | None, str | None]:
+        """The document a revoke/update/replace or a status refers to."""
+        target_id, target_sender = envelope.refers_to_document_id, envelope.refers_to_sender
+        if envelope.message_type is MessageType.STATUS:
+            if not target_id or not target_sender:
+                raise ClientError(
+                    "a status package needs ResponseFor/DocumentId naming the document it reports on",
+                    code="Client.StatusUnknownDocument",
+                )
+            document = store.find_sent_document(session, target_sender, target_id)
+            # Normally the status comes from a recipient of the document; 13 goes to one.
+            party = (
+                envelope.recipients[0]
+                if envelope.status_code is StatusCode.RECALL_REQUESTED
+                else envelope.sender
+            )
+            if document is None or store.delivery_for(session, document, party) is None:
+                raise ClientError(
+                    f"no document {target_id} from {target_sender} to {party} is known to this hub",
+                    code="Client.StatusUnknownDocument",
+                )
+            return document, None
+        if target_id is None or envelope.business_doc_type in (None, BusinessDocType.NEW):
+            return None, None
+        document = store.find_sent_document(session, envelope.sender, target_id)
+        if document is None:
+            return None, f"target document {target_id} is not known to this hub"
+        return document, None
+
+    def _record_relation(
+        self,
+        session: Session,
+        target: Document,
+        document: Document,
+        envelope: Envelope,
+        now: datetime,
+        actor: str,
+    ) -> None:
+        if envelope.status_code is not None:
+            store.add_event(
+                session,
+                target,
+                TraceKind.STATUS,
+                at=now,
+                actor=actor,
+                recipient=envelope.recipients[0],
+                sha256=document.sha256,
+                detail=f"{envelope.status_code.value} {envelope.status_code.label_vi} ({document.hub_id})",
+            )
+        else:
+            doc_type = envelope.business_doc_type or BusinessDocType.NEW
+            store.add_event(
+                session,
+                target,
+                TraceKind.LINKED,
+                at=now,
+                actor=actor,
+                sha256=document.sha256,
+                detail=f"{doc_type.name.lower()} by {document.hub_id}",
+            )
+
+    # ------------------------------------------------------------------ routing
+
+    def route(self, hub_id: str | None = None, *, limit: int = 20) -> int:
+        """Put accepted documents into their recipients' mailboxes; returns how many were routed."""
+        now = self.clock()
+        with self.database.transaction() as session:
+            claimed = [
+                (doc.id, doc.hub_id)
+                for doc in store.claim_documents(
+                    session,
+                    state=DocumentState.ACCEPTED,
+                    now=now,
+                    lease_until=now + self.policy.lease,
+                    owner=self.policy.node_name,
+                    limit=limit,
+                    hub_id=hub_id,
+                )
+            ]
+        routed = 0
+        for _, claimed_hub_id in claimed:
+            try:
+                self._route_one(claimed_hub_id)
+                routed += 1
+            except EsbError as exc:
+                log.warning("routing %s failed: %s", claimed_hub_id, exc.code)
+        return routed
+
+    def _route_one(self, hub_id: str) -> None:
+        with self.database.transaction() as session:
+            document = _require(store.find_document(session, hub_id), hub_id)
+            key, sha256, size, kind = (
+                document.content_key,
+                document.sha256,
+                document.size,
+                document.message_type,
+            )
+        if key is None:
+            raise ContentMissing(f"document {hub_id} has no stored content to route")
+        delivered_key, result_sha, result_size, note = self._delivered_copy(hub_id, key, sha256, size, kind)
+        now = self.clock()
+        try:
+            with self.database.transaction() as session:
+                document = _require(store.find_document(session, hub_id), hub_id)
+                if document.state != DocumentState.ACCEPTED.value:
+                    raise ClientError(  # noqa: TRY301 - the except below removes our copy
+                        f"document {hub_id} was routed meanwhile", code="Client.Conflict"
+                    )
+                document.delivered_key = delivered_key
+                document.delivered_sha256 = result_sha
+                document.delivered_size = result_size
+                document.state = DocumentState.ROUTED.value
+                document.routed_at = now
+                store.release(session, document)
+                for delivery in document.deliveries:
+                    if delivery.state == DeliveryState.QUEUED.value:
+                        delivery.state = DeliveryState.PENDING.value
+                        delivery.delivered_sha256 = result_sha
+                        delivery.available_at = now
+                        store.add_event(
+                            session,
+                            document,
+                            TraceKind.ROUTED,
+                            at=now,
+                            actor=f"hub:{self.policy.node_name}",
+                            recipient=delivery.recipient_code,
+                            sha256=result_sha,
+                            detail=note,
+                        )
+        except BaseException:
+            if delivered_key != key:
+                with contextlib.suppress(Exception):
+                    self.content.delete(delivered_key)
+            raise
+        if delivered_key != key:  # the accepted bytes are no longer needed: keep no more copies than needed
+            with contextlib.suppress(Exception):
+                self.content.delete(key)
+            with self.database.transaction() as session:
+                document = _require(store.find_document(session, hub_id), hub_id)
+                document.content_key = None
+
+    def _delivered_copy(
+        self, hub_id: str, key: str, sha256: str, size: int, kind: str
+    ) -> tuple[str, str, int, str]:
+        """The bytes recipients get: the accepted ones plus the hub's TraceHeader (edoc only)."""
+        if kind != MessageType.EDOC.value:
+            return key, sha256, size, "status package delivered as accepted"
+        source_handle, source_name = tempfile.mkstemp(prefix="route-in-", dir=self.work_dir)
+        target_handle, target_name = tempfile.mkstemp(prefix="route-out-", dir=self.work_dir)
+        source, target = Path(source_name), Path(target_name)
+        try:
+            with os.fdopen(source_handle, "wb") as out:
+                try:
+                    for chunk in self.content.read(key, sha256=sha256, size=size):
+                        out.write(chunk)
+                except ContentCorrupted:
+                    self._record_corruption(hub_id, "accepted")
+                    raise
+            with os.fdopen(target_handle, "wb") as out:
+                result = append_trace_header(source, out, self.policy.hub_organ_id, self.clock())
+            delivered_key = new_key()
+            self.content.put_file(delivered_key, target)
+            note = (
+                f"TraceHeader {self.policy.hub_organ_id} appended"
+                if result.appended
+                else "delivered as accepted: the hub's TraceHeader could not be appended"
+            )
+            return delivered_key, result.sha256, result.size, note
+        finally:
+            source.unlink(missing_ok=True)
+            target.unlink(missing_ok=True)
+
+    # ------------------------------------------------------------------ receiving
+
+    def pending(
+        self, caller: Caller, message_type: MessageType, *, limit: int = MAILBOX_LIMIT
+    ) -> list[PendingItem]:
+        with self.database.transaction() as session:
+            rows = store.mailbox(session, caller.agency_code, message_type.value, limit=limit)
+            relates = {doc.relates_to_id for doc, _ in rows if doc.relates_to_id is not None}
+            hub_ids = _hub_ids(session, relates)
+            return [
+                PendingItem(
+                    hub_document_id=doc.hub_id,
+                    document_id=doc.document_id,
+                    message_type=MessageType(doc.message_type),
+                    sender=doc.sender_code,
+                    subject=doc.subject,
+                    priority=Priority(doc.priority),
+                    due_date=_date(doc.due_date),
+                    size=int(doc.delivered_size or doc.size),
+                    sha256=str(delivery.delivered_sha256 or doc.delivered_sha256 or doc.sha256),
+                    received_at=doc.accepted_at,
+                    business_doc_type=(
+                        BusinessDocType(doc.business_doc_type) if doc.business_doc_type is not None else None
+                    ),
+                    relates_to=hub_ids.get(doc.relates_to_id) if doc.relates_to_id is not None else None,
+                    status_code=StatusCode(doc.status_code) if doc.status_code else None,
+                    attempts=delivery.attempts,
+                )
+                for doc, delivery in rows
+            ]
+
+    def get_document(self, caller: Caller, hub_id: str) -> FetchedDocument:
+        """GetDocument: the delivered bytes (verified), or a download URL for large packages."""
+        key, sha256, size = self._fetchable(caller, hub_id)
+        if size > self.policy.inline_package_bytes:
+            self._record_fetch(caller, hub_id, sha256, "download URL issued")
+            url = f"{self.policy.public_url}/download/{hub_id}"
+            return FetchedDocument(hub_id, sha256, size, None, url)
+        try:
+            data = read_all(self.content, key, sha256=sha256, size=size)
+        except ContentCorrupted:
+            self._record_corruption(hub_id, "delivered")
+            raise
+        self._record_fetch(caller, hub_id, sha256, None)
+        return FetchedDocument(hub_id, sha256, size, data, None)
+
+    def download(self, caller: Caller, hub_id: str) -> Download:
+        """The delivered bytes as a stream: checked once in full before the first byte is sent."""
+        key, sha256, size = self._fetchable(caller, hub_id)
+        try:
+            self.content.verify(key, sha256=sha256, size=size)
+        except ContentCorrupted:
+            self._record_corruption(hub_id, "delivered")
+            raise
+        self._record_fetch(caller, hub_id, sha256, "streamed")
+        return Download(hub_id, size, sha256, self.content.read(key, sha256=sha256, size=size))
+
+    def _fetchable(self, caller: Caller, hub_id: str) -> tuple[str, str, int]:
+        with self.database.transaction() as session:
+            document, delivery = store.lock_delivery(session, hub_id, caller.agency_code)
+            if delivery.state == DeliveryState.QUEUED.value:
+                raise ClientError(f"document {hub_id} is not in your mailbox yet", code="Client.NotYetRouted")
+            if document.delivered_key is None or delivery.state == DeliveryState.EXPIRED.value:
+                raise ClientError(
+                    f"the content of document {hub_id} was purged ({document.state})",
+                    code="Client.ContentPurged",
+                )
+            return document.delivered_key, str(document.delivered_sha256), int(document.delivered_size or 0)
+
+    def _record_fetch(self, caller: Caller, hub_id: str, sha256: str, detail: str | None) -> None:
+        now = self.clock()
+        with self.database.transaction() as session:
+            document, delivery = store.lock_delivery(session, hub_id, caller.agency_code)
+            delivery.attempts += 1
+            delivery.fetched_at = now
+            store.add_event(
+                session,
+                document,
+                TraceKind.FETCHED,
+                at=now,
+                actor=_actor(caller),
+                recipient=caller.agency_code,
+                sha256=sha256,
+                detail=detail,
+            )
+
+    def _record_corruption(self, hub_id: str, which: str) -> None:
+        log.error("stored %s content of document %s does not match its digest", which, hub_id)
+        with contextlib.suppress(Exception), self.database.transaction() as session:
+            document = store.find_document(session, hub_id)
+            if document is not None:
+                store.add_event(
+                    session,
+                    document,
+                    TraceKind.CONTENT_CORRUPTED,
+                    at=self.clock(),
+                    actor=f"hub:{self.policy.node_name}",
+                    detail=f"the stored {which} bytes do not match the recorded SHA-256; not delivered",
+                )
+
+    def confirm(
+        self, caller: Caller, hub_id: str, sha256: str, outcome: Outcome, reason: str | None = None
+    ) -> DeliveryState:
+        """ConfirmReceived: ``done`` with the digest of the bytes received ends this delivery."""
+        now = self.clock()
+        actor = _actor(caller)
+        claimed = sha256.strip().lower()
+        mismatch: str | None = None
+        with self.database.transaction() as session:
+            document, delivery = store.lock_delivery(session, hub_id, caller.agency_code)
+            if delivery.state == DeliveryState.DONE.value:
+                return DeliveryState.DONE
+            if delivery.state != DeliveryState.PENDING.value:
+                raise ClientError(
+                    f"document {hub_id} cannot be confirmed: its delivery is {delivery.state}",
+                    code="Client.NotPending",
+                )
+            if outcome is Outcome.FAIL:
+                delivery.last_failure = (reason or "no reason given")[:512]
+                store.add_event(
+                    session,
+                    document,
+                    TraceKind.FETCH_FAILED,
+                    at=now,
+                    actor=actor,
+                    recipient=caller.agency_code,
+                    sha256=claimed or None,
+                    detail=reason or "no reason given",
+                )
+                return DeliveryState.PENDING
+            if claimed != delivery.delivered_sha256:
+                mismatch = str(delivery.delivered_sha256)
+                store.add_event(
+                    session,
+                    document,
+                    TraceKind.DIGEST_MISMATCH,
+                    at=now,
+                    actor=actor,
+                    recipient=caller.agency_code,
+                    sha256=claimed or None,
+                    detail="confirmation refused: the digest differs from the bytes delivered; still pending",
+                )
+            else:
+                delivery.state = DeliveryState.DONE.value
+                delivery.confirmed_at = now
+                store.add_event(
+                    session,
+                    document,
+                    TraceKind.CONFIRMED,
+                    at=now,
+                    actor=actor,
+                    recipient=caller.agency_code,
+                    sha256=claimed,
+                )
+                session.flush()
+                if store.open_deliveries(session, document) == 0:
+                    document.state = DocumentState.COMPLETED.value
+        if mismatch is not None:
+            raise ClientError(
+                f"the SHA-256 you computed ({claimed[:16]}…) is not that of the package delivered to you "
+                f"({mismatch[:16]}…); fetch it again (the document stays pending)",
+                code="Client.DigestMismatch",
+            )
+        self.purge(hub_id)
+        return DeliveryState.DONE
+
+    # ------------------------------------------------------------------ purge and expiry
+
+    def purge(self, hub_id: str | None = None, *, limit: int = 50) -> int:
+        """Delete the content of completed or expired documents; returns how many were purged."""
+        with self.database.transaction() as session:
+            if hub_id is not None:
+                document = store.find_document(session, hub_id)
+                candidates = [document] if document is not None and document.purged_at is None else []
+                candidates = [
+                    doc
+                    for doc in candidates
+                    if doc.state in (DocumentState.COMPLETED.value, DocumentState.EXPIRED.value)
+                ]
+            else:
+                candidates = store.awaiting_purge(session, limit)
+            work = [(doc.hub_id, doc.content_key, doc.delivered_key) for doc in candidates]
+        purged = 0
+        for doc_hub_id, *keys in work:
+            for key in {k for k in keys if k}:
+                self.content.delete(key)
+            now = self.clock()
+            with self.database.transaction() as session:
+                document = _require(store.find_document(session, doc_hub_id), doc_hub_id)
+                if document.purged_at is not None:
+                    continue
+                document.content_key = document.delivered_key = None
+                document.purged_at = now
+                store.add_event(
+                    session,
+                    document,
+                    TraceKind.PURGED,
+                    at=now,
+                    actor=f"hub:{self.policy.node_name}",
+                    detail="content deleted; metadata, digests and trace kept",
+                )
+                purged += 1
+        return purged
+
+    def expire(self, *, limit: int = 50) -> int:
+        """Documents past their retention: undelivered recipients are marked expired, content purged."""
+        now = self.clock()
+        with self.database.transaction() as session:
+            documents = store.due_for_expiry(session, now, limit)
+            for document in documents:
+                undelivered = [
+                    d.recipient_code for d in document.deliveries if d.state != DeliveryState.DONE.value
+                ]
+                for delivery in document.deliveries:
+                    if delivery.state != DeliveryState.DONE.value:
+                        delivery.state = DeliveryState.EXPIRED.value
+                document.state = DocumentState.EXPIRED.value
+                store.add_event(
+                    session,
+                    document,
+                    TraceKind.EXPIRED,
+                    at=now,
+                    actor=f"hub:{self.policy.node_name}",
+                    detail=f"retention ended before {', '.join(undelivered)} confirmed",
+                )
+            count = len(documents)
+        if count:
+            self.purge(limit=limit)
+        return count
+
+    def expire_spaces(self, *, limit: int = 100) -> int:
+        now = self.clock()
+        with self.database.transaction() as session:
+            spaces = store.expired_spaces(session, now, limit)
+            for space in spaces:
+                space.state = "expired"
+                self._space_path(space.space_id).unlink(missing_ok=True)
+            return len(spaces)
+
+    # ------------------------------------------------------------------ status of a document
+
+    def receipt(self, hub_id: str, *, duplicate: bool = False) -> Receipt:
+        with self.database.transaction() as session:
+            return _receipt(_require(store.find_document(session, hub_id), hub_id), duplicate=duplicate)
+
+    def trace(
+        self, caller: Caller | None, *, hub_id: str | None = None, document_id: str | None = None
+    ) -> tuple[str, list[TraceEvent]]:
+        """GetTrace: the sender, the recipients (``caller``) and operators (``caller=None``) may read it."""
+        with self.database.transaction() as session:
+            document: Document | None
+            if hub_id:
+                document = store.find_document(session, hub_id)
+            elif document_id and caller is not None:
+                document = store.find_visible_by_document_id(session, document_id, caller.agency_code)
+            elif document_id:
+                document = (
+                    session.query(Document)
+                    .filter(Document.document_id == document_id)
+                    .order_by(Document.id)
+                    .first()
+                )
+            else:
+                raise ClientError("give a hubDocumentId or a documentId", code="Client.BadRequest")
+            wanted = hub_id or document_id
+            if document is None:
+                raise store.DocumentNotFound(f"no document {wanted} visible to you")
+            if (
+                caller is not None
+                and caller.agency_code != document.sender_code
+                and store.delivery_for(session, document, caller.agency_code) is None
+            ):
+                raise store.DocumentNotFound(f"no document {wanted} visible to you")
+            return document.hub_id, store.events_of(session, document)
+
+    # ------------------------------------------------------------------ upload spaces
+
+    def request_space(
+        self,
+        caller: Caller,
+        recipients: Sequence[str],
+        subject: str,
+        priority: int,
+        data_type: str,
+        protocol: str,
+    ) -> UploadSpace:
+        """RequestSendSpace: check the request (recipients first), then allocate a space to PUT into."""
+        try:
+            kind = MessageType(data_type.strip().lower())
+        except ValueError:
+            raise ClientError(
+                f"dataType must be edoc or status, not {data_type!r}", code="Client.UnsupportedDataType"
+            ) from None
+        if protocol.strip().lower().replace(" ", "").replace(":", "_") not in SUPPORTED_PROTOCOLS:
+            raise ClientError(
+                f"protocol {protocol!r} is not supported: use edXML (QCVN 102:2016)",
+                code="Client.UnsupportedProtocol",
+            )
+        try:
+            level = Priority(priority)
+        except ValueError:
+            raise ClientError(
+                f"priority must be 0-4, not {priority}", code="Client.InvalidPriority"
+            ) from None
+        codes = tuple(dict.fromkeys(code.strip() for code in recipients if code.strip()))
+        if not codes:
+            raise ClientError("name at least one recipient", code="Client.NoRecipient")
+        now = self.clock()
+        envelope = Envelope(
+            kind, caller.agency_code, codes, None, subject, level, None, None, None, None, None
+        )
+        space_id = uuid.uuid4().hex
+        expires_at = now + self.policy.space_ttl
+        with self.database.transaction() as session:
+            self._check_recipients(session, envelope)
+            session.add(
+                UploadSpaceRow(
+                    space_id=space_id,
+                    agency_code=caller.agency_code,
+                    application_id=caller.application_id,
+                    recipients="\n".join(codes),
+                    subject=subject[:2048],
+                    priority=int(level),
+                    data_type=kind.value,
+                    protocol=protocol[:32],
+                    max_bytes=self.policy.max_package_bytes,
+                    state="open",
+                    created_at=now,
+                    expires_at=expires_at,
+                )
+            )
+        return UploadSpace(
+            space_id=space_id,
+            upload_url=f"{self.policy.public_url}/upload/{space_id}",
+            max_bytes=self.policy.max_package_bytes,
+            expires_at=expires_at,
+        )
+
+    def upload(self, caller: Caller, space_id: str, body: IO[bytes], content_length: int | None) -> Upload:
+        """The HTTP PUT into a space: streamed to disk, never held in memory; a re-PUT replaces it."""
+        self._open_space(caller, space_id, for_upload=True)
+        if content_length is not None and content_length > self.policy.max_package_bytes:
+            raise _too_large(content_length, self.policy.max_package_bytes)
+        handle, name = tempfile.mkstemp(prefix=f"{space_id}-", suffix=".partial", dir=self.spaces_dir)
+        partial = Path(name)
+        digest = hashlib.sha256()
+        size = 0
+        try:
+            with os.fdopen(handle, "wb") as out:
+                remaining = content_length
+                while remaining is None or remaining > 0:
+                    chunk = body.read(SPOOL_CHUNK if remaining is None else min(SPOOL_CHUNK, remaining))
+                    if not chunk:
+                        break
+                    size += len(chunk)
+                    if size > self.policy.max_package_bytes:
+                        raise _too_large(size, self.policy.max_package_bytes)
+                    digest.update(chunk)
+                    out.write(chunk)
+                    if remaining is not None:
+                        remaining -= len(chunk)
+                out.flush()
+                os.fsync(out.fileno())
+            if content_length is not None and size != content_length:
+                raise ClientError(
+                    f"the upload ended after {size} of {content_length} bytes", code="Client.UploadIncomplete"
+                )
+            if size == 0:
+                raise ClientError("the upload is empty", code="Client.UploadIncomplete")
+            with self.database.transaction() as session:
+                space = self._open_space(caller, space_id, for_upload=True, session=session)
+                os.replace(partial, self._space_path(space_id))
+                space.state = "uploaded"
+                space.size = size
+                space.sha256 = digest.hexdigest()
+        finally:
+            partial.unlink(missing_ok=True)
+        return Upload(space_id, size, digest.hexdigest())
+
+    def _open_space(
+        self, caller: Caller, space_id: str, *, for_upload: bool, session: Session | None = None
+    ) -> UploadSpaceRow:
+        if session is None:
+            with self.database.transaction() as own:
+                return self._open_space(caller, space_id, for_upload=for_upload, session=own)
+        space = store.find_space(session, space_id, lock=True)
+        if (
+            space is None
+            or space.agency_code != caller.agency_code
+            or space.application_id != caller.application_id
+        ):
+            raise ClientError(f"no upload space {space_id} for this application", code="Client.SpaceNotFound")
+        if space.state == "used":
+            raise ClientError(
+                f"upload space {space_id} was already used for {space.hub_document_id}",
+                code="Client.SpaceUsed",
+            )
+        if space.state == "expired" or space.expires_at <= self.clock():
+            raise ClientError(
+                f"upload space {space_id} expired at {space.expires_at:%Y-%m-%d %H:%M:%S} UTC",
+                code="Client.SpaceExpired",
+            )
+        if not for_upload and space.state != "uploaded":
+            raise ClientError(f"nothing was uploaded into space {space_id} yet", code="Client.SpaceEmpty")
+        return space
+
+    def _space_file(
+        self, caller: Caller, space_id: str, expected: MessageType
+    ) -> tuple[Path, UploadSpaceRow]:
+        space = self._open_space(caller, space_id, for_upload=False)
+        if space.data_type != expected.value:
+            raise ClientError(
+                f"space {space_id} was requested for a {space.data_type} package",
+                code="Client.WrongPackageKind",
+            )
+        # Work on a hard link: if acceptance fails the upload stays for a corrected SendDocument.
+        link = Path(tempfile.mktemp(prefix="accept-", dir=self.work_dir))  # noqa: S306 - name for os.link
+        os.link(self._space_path(space_id), link)
+        return link, space
+
+    def _use_space(self, session: Session, space: UploadSpaceRow, hub_id: str) -> None:
+        row = store.find_space(session, space.space_id, lock=True)
+        if row is None or row.state != "uploaded":
+            raise ClientError(f"upload space {space.space_id} was used meanwhile", code="Client.SpaceUsed")
+        row.state = "used"
+        row.hub_document_id = hub_id
+        session.flush()
+        self._space_path(space.space_id).unlink(missing_ok=True)
+
+    def _space_path(self, space_id: str) -> Path:
+        if not space_id.isalnum():
+            raise ClientError(f"no upload space {space_id[:64]}", code="Client.SpaceNotFound")
+        return self.spaces_dir / f"{space_id}.edxml"
+
+
+def _check_space_matches(space: UploadSpaceRow, envelope: Envelope) -> None:
+    announced = set(space.recipients.split("\n"))
+    if set(envelope.recipients) != announced:
+        raise ClientError(
+            "the package's recipients differ from those given to RequestSendSpace "
+            f"({', '.join(sorted(envelope.recipients))} vs {', '.join(sorted(announced))})",
+            code="Client.SpaceMismatch",
+        )
+
+
+def _too_large(size: int, limit: int) -> ClientError:
+    return ClientError(
+        f"the package has {size:,} bytes; the limit is {limit:,}", code="Client.PackageTooLarge"
+    )
+
+
+def _actor(caller: Caller) -> str:
+    return f"{caller.agency_code}/{caller.application_name}"
+
+
+def _require(document: Document | None, hub_id: str) -> Document:
+    if document is None:
+        raise store.DocumentNotFound(f"no document {hub_id}")
+    return document
+
+
+def _receipt(document: Document, *, duplicate: bool = False) -> Receipt:
+    return Receipt(
+        hub_document_id=document.hub_id,
+        document_id=document.document_id,
+        sha256=document.sha256,
+        size=document.size,
+        accepted_at=document.accepted_at,
+        recipients=tuple(
+            RecipientState(d.recipient_code, DeliveryState(d.state)) for d in document.deliveries
+        ),
+        duplicate=duplicate,
+    )
+
+
+def _hub_ids(session: Session, ids: set[int]) -> dict[int, str]:
+    if not ids:
+        return {}
+    rows = session.query(Document.id, Document.hub_id).filter(Document.id.in_(ids)).all()
+    return {int(row[0]): str(row[1]) for row in rows}
+
+
+def _date(value: str | None) -> date | None:
+    return date.fromisoformat(value) if value else None

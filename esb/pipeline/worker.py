@@ -1,0 +1,82 @@
+"""The delivery worker: routes what inline routing left behind, purges, expires.
+
+Run it as ``esb worker`` on any number of nodes (PostgreSQL: claims skip locked rows and
+leases expire, so a killed worker's documents are taken over), or in-process inside
+``esb serve`` (the embedded default: one SQLite writer at a time).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from esb.errors import EsbError
+from esb.pipeline.exchange import Exchange
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class WorkReport:
+    routed: int = 0
+    purged: int = 0
+    expired: int = 0
+    spaces_expired: int = 0
+
+    @property
+    def total(self) -> int:
+        return self.routed + self.purged + self.expired + self.spaces_expired
+
+
+class DeliveryWorker:
+    def __init__(self, exchange: Exchange, *, batch: int = 50) -> None:
+        self.exchange = exchange
+        self.batch = batch
+
+    def run_once(self) -> WorkReport:
+        """One pass over every kind of work; each kind fails on its own, the others still run."""
+        routed = self._step("route", lambda: self.exchange.route(limit=self.batch))
+        expired = self._step("expire", lambda: self.exchange.expire(limit=self.batch))
+        purged = self._step("purge", lambda: self.exchange.purge(limit=self.batch))
+        spaces = self._step("spaces", lambda: self.exchange.expire_spaces(limit=self.batch))
+        return WorkReport(routed, purged, expired, spaces)
+
+    def run(self, stop: threading.Event, *, interval: float) -> None:
+        """Loop until ``stop`` is set; a pass that found work is followed at once by another."""
+        while not stop.is_set():
+            report = self.run_once()
+            if report.total:
+                log.info(
+                    "worker: %d routed, %d purged, %d expired, %d upload spaces expired",
+                    report.routed,
+                    report.purged,
+                    report.expired,
+                    report.spaces_expired,
+                )
+                continue
+            stop.wait(interval)
+
+    def start_thread(self, *, interval: float) -> threading.Event:
+        """Run in a daemon thread (``esb serve``'s in-process worker); set the event to stop it."""
+        stop = threading.Event()
+        thread = threading.Thread(
+            target=self.run,
+            args=(stop,),
+            kwargs={"interval": interval},
+            daemon=True,
+            name="esb-delivery-worker",
+        )
+        thread.start()
+        return stop
+
+    @staticmethod
+    def _step(name: str, work: Callable[[], int]) -> int:
+        try:
+            return work()
+        except EsbError as exc:
+            log.warning("worker %s step failed: %s", name, exc)
+        except Exception:
+            log.exception("worker %s step failed", name)
+        return 0

@@ -1,0 +1,327 @@
+"""``/soap/DocumentExchange``: send, receive, confirm and trace edXML packages.
+
+The package travels as opaque bytes (``base64Binary``), never mapped element by element:
+the hub reads it with its own streaming edXML reader.  Large packages go through an upload
+space (``RequestSendSpace`` + HTTP PUT) and come back through a download URL.  See
+docs/document-exchange.md.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import date, datetime
+from typing import Any
+
+from spyne import Array, Boolean, ByteArray, ComplexModel, Date, DateTime, Integer, Long, Unicode, rpc
+
+from esb.domain.exchange import MessageType, Outcome, PendingItem, Receipt, TraceEvent
+from esb.errors import ClientError
+from esb.soap.context import request_context, require_caller
+from esb.soap.faults import TranslatingService, make_fault_class
+
+NAMESPACE = "urn:lgsp-esb:exchange:1"
+SERVICE = "DocumentExchange"
+
+EsbFault = make_fault_class(NAMESPACE)
+
+
+def _text(min_occurs: int = 1, max_len: int = 4096) -> Any:
+    """A fresh type per use: spyne names a shared restricted type after its first user."""
+    return Unicode(min_occurs=min_occurs, nillable=False, max_len=max_len)
+
+
+def _out(kind: Any, min_occurs: int = 1) -> Any:
+    return kind(min_occurs=min_occurs, nillable=False)
+
+
+class AuthHeader(ComplexModel):  # type: ignore[misc]
+    """SOAP header carrying the session key from Auth.Authenticate on every call."""
+
+    __namespace__ = NAMESPACE
+    _type_info = [("sessionToken", Unicode(min_occurs=1, nillable=False, max_len=128))]  # noqa: RUF012
+
+
+class SendPolicy(ComplexModel):  # type: ignore[misc]
+    """What the sender asks of the hub for this package."""
+
+    __namespace__ = NAMESPACE
+    _type_info = [  # noqa: RUF012
+        # Purge undelivered content sooner than the hub's retention (never later).
+        ("retentionDays", Integer(min_occurs=0, nillable=False, ge=1, le=3650)),
+    ]
+
+
+class RecipientStatus(ComplexModel):  # type: ignore[misc]
+    __namespace__ = NAMESPACE
+    _type_info = [("organId", _out(Unicode)), ("state", _out(Unicode))]  # noqa: RUF012
+
+
+class SendReceipt(ComplexModel):  # type: ignore[misc]
+    __namespace__ = NAMESPACE
+    _type_info = [  # noqa: RUF012
+        ("hubDocumentId", _out(Unicode)),
+        ("documentId", _out(Unicode, 0)),
+        ("sha256", _out(Unicode)),
+        ("size", _out(Long)),
+        ("acceptedAt", _out(DateTime)),
+        ("duplicate", _out(Boolean)),
+        ("recipients", Array(RecipientStatus.customize(nillable=False), min_occurs=1, nillable=False)),
+    ]
+
+
+class SendSpace(ComplexModel):  # type: ignore[misc]
+    __namespace__ = NAMESPACE
+    _type_info = [  # noqa: RUF012
+        ("spaceId", _out(Unicode)),
+        ("uploadUrl", _out(Unicode)),
+        ("maxBytes", _out(Long)),
+        ("expiresAt", _out(DateTime)),
+    ]
+
+
+class PendingDocument(ComplexModel):  # type: ignore[misc]
+    __namespace__ = NAMESPACE
+    _type_info = [  # noqa: RUF012
+        ("hubDocumentId", _out(Unicode)),
+        ("documentId", _out(Unicode, 0)),
+        ("messageType", _out(Unicode)),
+        ("from", _out(Unicode)),
+        ("subject", _out(Unicode)),
+        ("priority", _out(Integer)),
+        ("dueDate", _out(Date, 0)),
+        ("size", _out(Long)),
+        ("sha256", _out(Unicode)),
+        ("receivedAt", _out(DateTime)),
+        ("businessDocType", _out(Integer, 0)),
+        ("relatesTo", _out(Unicode, 0)),
+        ("statusCode", _out(Unicode, 0)),
+        ("attempts", _out(Integer)),
+    ]
+
+
+class DocumentContent(ComplexModel):  # type: ignore[misc]
+    __namespace__ = NAMESPACE
+    _type_info = [  # noqa: RUF012
+        ("hubDocumentId", _out(Unicode)),
+        ("sha256", _out(Unicode)),
+        ("size", _out(Long)),
+        ("package", ByteArray(min_occurs=0, nillable=False)),
+        ("downloadUrl", _out(Unicode, 0)),
+    ]
+
+
+class Confirmation(ComplexModel):  # type: ignore[misc]
+    __namespace__ = NAMESPACE
+    _type_info = [("hubDocumentId", _out(Unicode)), ("state", _out(Unicode))]  # noqa: RUF012
+
+
+class TraceEntry(ComplexModel):  # type: ignore[misc]
+    __namespace__ = NAMESPACE
+    _type_info = [  # noqa: RUF012
+        ("at", _out(DateTime)),
+        ("event", _out(Unicode)),
+        ("actor", _out(Unicode)),
+        ("recipient", _out(Unicode, 0)),
+        ("sha256", _out(Unicode, 0)),
+        ("detail", _out(Unicode, 0)),
+    ]
+
+
+class DocumentTrace(ComplexModel):  # type: ignore[misc]
+    __namespace__ = NAMESPACE
+    _type_info = [  # noqa: RUF012
+        ("hubDocumentId", _out(Unicode)),
+        ("events", Array(TraceEntry.customize(nillable=False), min_occurs=1, nillable=False)),
+    ]
+
+
+class ExchangeService(TranslatingService):
+    fault_class = EsbFault
+
+    @rpc(
+        ByteArray(min_occurs=0, nillable=False),
+        _text(0, 64),
+        SendPolicy.customize(min_occurs=0, nillable=False),
+        _in_header=(AuthHeader,),
+        _returns=SendReceipt.customize(min_occurs=1, nillable=False),
+        _throws=[EsbFault],
+    )
+    def SendDocument(ctx: Any, package: Any, spaceId: str | None, policy: SendPolicy | None) -> SendReceipt:
+        """Send an edoc package (inline base64, or the spaceId of an upload); returns once it is stored."""
+        caller = require_caller(ctx, SERVICE)
+        exchange = request_context(ctx).services.exchange
+        receipt = exchange.send_document(
+            caller, package=_bytes(package), space_id=spaceId or None, retention_days=_retention(policy)
+        )
+        return _receipt(receipt)
+
+    @rpc(
+        ByteArray(min_occurs=0, nillable=False),
+        _text(0, 64),
+        _in_header=(AuthHeader,),
+        _returns=SendReceipt.customize(min_occurs=1, nillable=False),
+        _throws=[EsbFault],
+    )
+    def SendStatus(ctx: Any, package: Any, spaceId: str | None) -> SendReceipt:
+        """Send a status package (gói tin trạng thái); it goes to ResponseFor/OrganId."""
+        caller = require_caller(ctx, SERVICE)
+        exchange = request_context(ctx).services.exchange
+        return _receipt(exchange.send_status(caller, package=_bytes(package), space_id=spaceId or None))
+
+    @rpc(
+        Array(Unicode(min_occurs=1, nillable=False, max_len=64), min_occurs=1, nillable=False),
+        _text(1, 2048),
+        Integer(min_occurs=1, nillable=False),
+        _text(1, 16),
+        _text(1, 32),
+        _in_header=(AuthHeader,),
+        _returns=SendSpace.customize(min_occurs=1, nillable=False),
+        _throws=[EsbFault],
+    )
+    def RequestSendSpace(
+        ctx: Any, recipients: list[str], subject: str, priority: int, dataType: str, protocol: str
+    ) -> SendSpace:
+        """Allocate a space for a large package: recipients are checked before any byte is uploaded."""
+        caller = require_caller(ctx, SERVICE)
+        exchange = request_context(ctx).services.exchange
+        space = exchange.request_space(caller, list(recipients or ()), subject, priority, dataType, protocol)
+        return SendSpace(
+            spaceId=space.space_id,
+            uploadUrl=space.upload_url,
+            maxBytes=space.max_bytes,
+            expiresAt=space.expires_at,
+        )
+
+    @rpc(
+        _text(1, 16),
+        _in_header=(AuthHeader,),
+        _returns=Array(PendingDocument.customize(nillable=False), min_occurs=1, nillable=False),
+        _throws=[EsbFault],
+    )
+    def GetPendingDocuments(ctx: Any, messageType: str) -> list[PendingDocument]:
+        """What waits in the caller's mailbox, most urgent first (edoc or status)."""
+        caller = require_caller(ctx, SERVICE)
+        try:
+            kind = MessageType(messageType.strip().lower())
+        except ValueError:
+            raise ClientError(
+                f"messageType must be edoc or status, not {messageType!r}", code="Client.UnsupportedDataType"
+            ) from None
+        items = request_context(ctx).services.exchange.pending(caller, kind)
+        return [_pending(item) for item in items]
+
+    @rpc(
+        _text(1, 64),
+        _in_header=(AuthHeader,),
+        _returns=DocumentContent.customize(min_occurs=1, nillable=False),
+        _throws=[EsbFault],
+    )
+    def GetDocument(ctx: Any, hubDocumentId: str) -> DocumentContent:
+        """The package as delivered to the caller (with the hub's TraceHeader), or its download URL."""
+        caller = require_caller(ctx, SERVICE)
+        fetched = request_context(ctx).services.exchange.get_document(caller, hubDocumentId)
+        return DocumentContent(
+            hubDocumentId=fetched.hub_document_id,
+            sha256=fetched.sha256,
+            size=fetched.size,
+            package=[fetched.package] if fetched.package is not None else None,
+            downloadUrl=fetched.download_url,
+        )
+
+    @rpc(
+        _text(1, 64),
+        _text(1, 64),
+        _text(1, 8),
+        _text(0, 512),
+        _in_header=(AuthHeader,),
+        _returns=Confirmation.customize(min_occurs=1, nillable=False),
+        _throws=[EsbFault],
+    )
+    def ConfirmReceived(
+        ctx: Any, hubDocumentId: str, sha256: str, outcome: str, reason: str | None
+    ) -> Confirmation:
+        """Confirm (done) with the SHA-256 of the bytes received, or report a failure (fail)."""
+        caller = require_caller(ctx, SERVICE)
+        try:
+            result = Outcome(outcome.strip().lower())
+        except ValueError:
+            raise ClientError(
+                f"outcome must be done or fail, not {outcome!r}", code="Client.BadOutcome"
+            ) from None
+        state = request_context(ctx).services.exchange.confirm(caller, hubDocumentId, sha256, result, reason)
+        return Confirmation(hubDocumentId=hubDocumentId, state=state.value)
+
+    @rpc(
+        _text(0, 64),
+        _text(0, 512),
+        _in_header=(AuthHeader,),
+        _returns=DocumentTrace.customize(min_occurs=1, nillable=False),
+        _throws=[EsbFault],
+    )
+    def GetTrace(ctx: Any, hubDocumentId: str | None, documentId: str | None) -> DocumentTrace:
+        """The ordered events of a document; only its sender and recipients may read them."""
+        caller = require_caller(ctx, SERVICE)
+        hub_id, events = request_context(ctx).services.exchange.trace(
+            caller, hub_id=hubDocumentId or None, document_id=documentId or None
+        )
+        return DocumentTrace(hubDocumentId=hub_id, events=[_event(event) for event in events])
+
+
+def _bytes(value: Any) -> bytes | None:
+    """spyne hands base64Binary over as a sequence of byte strings."""
+    if value is None:
+        return None
+    if isinstance(value, bytes):
+        return value
+    if isinstance(value, Iterable):
+        return b"".join(bytes(part) for part in value)
+    raise ClientError("package must be base64Binary", code="Client.BadRequest")
+
+
+def _retention(policy: SendPolicy | None) -> int | None:
+    return int(policy.retentionDays) if policy is not None and policy.retentionDays is not None else None
+
+
+def _receipt(receipt: Receipt) -> SendReceipt:
+    return SendReceipt(
+        hubDocumentId=receipt.hub_document_id,
+        documentId=receipt.document_id,
+        sha256=receipt.sha256,
+        size=receipt.size,
+        acceptedAt=receipt.accepted_at,
+        duplicate=receipt.duplicate,
+        recipients=[RecipientStatus(organId=r.organ_id, state=r.state.value) for r in receipt.recipients],
+    )
+
+
+def _pending(item: PendingItem) -> PendingDocument:
+    due: date | None = item.due_date
+    received: datetime = item.received_at
+    values: dict[str, Any] = {
+        "hubDocumentId": item.hub_document_id,
+        "documentId": item.document_id,
+        "messageType": item.message_type.value,
+        "from": item.sender,
+        "subject": item.subject,
+        "priority": int(item.priority),
+        "dueDate": due,
+        "size": item.size,
+        "sha256": item.sha256,
+        "receivedAt": received,
+        "businessDocType": int(item.business_doc_type) if item.business_doc_type is not None else None,
+        "relatesTo": item.relates_to,
+        "statusCode": item.status_code.value if item.status_code else None,
+        "attempts": item.attempts,
+    }
+    return PendingDocument(**values)
+
+
+def _event(event: TraceEvent) -> TraceEntry:
+    return TraceEntry(
+        at=event.at,
+        event=event.kind.value,
+        actor=event.actor,
+        recipient=event.recipient,
+        sha256=event.sha256,
+        detail=event.detail,
+    )
