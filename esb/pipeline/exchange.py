@@ -33,6 +33,7 @@ from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import IO
 
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from esb.clock import Clock, utc_now
@@ -59,7 +60,7 @@ from esb.storage import registry
 from esb.storage.content_store import ContentCorrupted, ContentMissing, ContentStore, new_key, read_all
 from esb.storage.database import Database
 from esb.storage.tables import Delivery, Document, UploadSpaceRow
-from esb.xml_processing.edxml_reader import read_package
+from esb.xml_processing.edxml_reader import ReadResult, read_package
 from esb.xml_processing.parsing import XmlLimits
 from esb.xml_processing.trace_splice import append_trace_header
 
@@ -207,87 +208,134 @@ class Exchange:
         now = self.clock()
         actor = _actor(caller)
         key = new_key()
-        stored = False
+        # The bytes are stored before the transaction (a database content store writes in its
+        # own), and removed again unless the transaction commits a document that names them.
+        self.content.put_file(key, spool)
+        keep = False
         try:
-            with self.database.transaction() as session:
-                self._check_recipients(session, envelope)
-                if envelope.idempotency_key is not None:
-                    first = store.find_by_idempotency_key(session, envelope.idempotency_key)
-                    if first is not None:
-                        store.add_event(
-                            session,
-                            first,
-                            TraceKind.DUPLICATE,
-                            at=now,
-                            actor=actor,
-                            sha256=result.sha256,
-                            detail="the same DocumentId was sent again; the first receipt was returned",
-                        )
-                        if space is not None:
-                            self._use_space(session, space, first.hub_id)
-                        return _receipt(first, duplicate=True)
-                relates_to, link_note = self._related(session, envelope)
-                self.content.put_file(key, spool)
-                stored = True
-                document = Document(
-                    hub_id=str(uuid.uuid4()),
-                    message_type=envelope.message_type.value,
-                    sender_code=envelope.sender,
-                    sender_application_id=caller.application_id,
-                    document_id=envelope.document_id,
-                    idempotency_key=envelope.idempotency_key,
-                    business_doc_type=(
-                        int(envelope.business_doc_type) if envelope.business_doc_type is not None else None
-                    ),
-                    status_code=envelope.status_code.value if envelope.status_code else None,
-                    relates_to_id=relates_to.id if relates_to is not None else None,
-                    subject=envelope.subject[:2048],
-                    priority=int(envelope.priority),
-                    due_date=envelope.due_date.isoformat() if envelope.due_date else None,
-                    size=result.size,
-                    sha256=result.sha256,
-                    content_key=key,
-                    state=DocumentState.ACCEPTED.value,
-                    accepted_at=now,
-                    retain_until=now + retention,
-                    warnings=len(result.warnings),
-                )
-                session.add(document)
-                session.flush()
-                for recipient in envelope.recipients:
-                    session.add(
-                        Delivery(
-                            document_id=document.id,
-                            recipient_code=recipient,
-                            message_type=envelope.message_type.value,
-                            priority=int(envelope.priority),
-                            state=DeliveryState.QUEUED.value,
-                            attempts=0,
-                        )
-                    )
-                detail = f"{len(envelope.recipients)} recipient(s); {len(result.warnings)} warning(s)"
-                if link_note:
-                    detail = f"{detail}; {link_note}"
-                store.add_event(
-                    session,
-                    document,
-                    TraceKind.ACCEPTED,
-                    at=now,
-                    actor=actor,
-                    sha256=result.sha256,
-                    detail=detail,
-                )
-                if relates_to is not None:
-                    self._record_relation(session, relates_to, document, envelope, now, actor)
-                if space is not None:
-                    self._use_space(session, space, document.hub_id)
-                session.flush()
-                return _receipt(document)
-        except BaseException:
-            if stored:
+            try:
+                receipt = self._record(caller, envelope, result, key, space, retention, now, actor)
+            except IntegrityError:
+                # The same new document sent twice at the same moment: the unique idempotency
+                # key let one of them in; this one answers with its receipt.
+                receipt = self._duplicate(caller, envelope, result.sha256, space, now, actor)
+            keep = not receipt.duplicate
+            return receipt
+        finally:
+            if not keep:
                 with contextlib.suppress(Exception):
                     self.content.delete(key)
-            raise
+
+    def _duplicate(
+        self,
+        caller: Caller,
+        envelope: Envelope,
+        sha256: str,
+        space: UploadSpaceRow | None,
+        now: datetime,
+        actor: str,
+    ) -> Receipt:
+        with self.database.transaction() as session:
+            first = store.find_by_idempotency_key(session, str(envelope.idempotency_key))
+            if first is None:
+                raise ClientError("the document could not be recorded; send it again", code="Client.Conflict")
+            return self._answer_duplicate(session, first, sha256, space, now, actor)
+
+    def _answer_duplicate(
+        self,
+        session: Session,
+        first: Document,
+        sha256: str,
+        space: UploadSpaceRow | None,
+        now: datetime,
+        actor: str,
+    ) -> Receipt:
+        store.add_event(
+            session,
+            first,
+            TraceKind.DUPLICATE,
+            at=now,
+            actor=actor,
+            sha256=sha256,
+            detail="the same DocumentId was sent again; the first receipt was returned",
+        )
+        if space is not None:
+            self._use_space(session, space, first.hub_id)
+        return _receipt(first, duplicate=True)
+
+    def _record(
+        self,
+        caller: Caller,
+        envelope: Envelope,
+        result: ReadResult,
+        key: str,
+        space: UploadSpaceRow | None,
+        retention: timedelta,
+        now: datetime,
+        actor: str,
+    ) -> Receipt:
+        """One transaction: the document, a queued delivery per recipient, the trace's first event."""
+        with self.database.transaction() as session:
+            self._check_recipients(session, envelope)
+            if envelope.idempotency_key is not None:
+                first = store.find_by_idempotency_key(session, envelope.idempotency_key)
+                if first is not None:
+                    return self._answer_duplicate(session, first, result.sha256, space, now, actor)
+            relates_to, link_note = self._related(session, envelope)
+            document = Document(
+                hub_id=str(uuid.uuid4()),
+                message_type=envelope.message_type.value,
+                sender_code=envelope.sender,
+                sender_application_id=caller.application_id,
+                document_id=envelope.document_id,
+                idempotency_key=envelope.idempotency_key,
+                business_doc_type=(
+                    int(envelope.business_doc_type) if envelope.business_doc_type is not None else None
+                ),
+                status_code=envelope.status_code.value if envelope.status_code else None,
+                relates_to_id=relates_to.id if relates_to is not None else None,
+                subject=envelope.subject[:2048],
+                priority=int(envelope.priority),
+                due_date=envelope.due_date.isoformat() if envelope.due_date else None,
+                size=result.size,
+                sha256=result.sha256,
+                content_key=key,
+                state=DocumentState.ACCEPTED.value,
+                accepted_at=now,
+                retain_until=now + retention,
+                warnings=len(result.warnings),
+            )
+            session.add(document)
+            session.flush()
+            for recipient in envelope.recipients:
+                session.add(
+                    Delivery(
+                        document_id=document.id,
+                        recipient_code=recipient,
+                        message_type=envelope.message_type.value,
+                        priority=int(envelope.priority),
+                        state=DeliveryState.QUEUED.value,
+                        attempts=0,
+                    )
+                )
+            detail = f"{len(envelope.recipients)} recipient(s); {len(result.warnings)} warning(s)"
+            if link_note:
+                detail = f"{detail}; {link_note}"
+            store.add_event(
+                session,
+                document,
+                TraceKind.ACCEPTED,
+                at=now,
+                actor=actor,
+                sha256=result.sha256,
+                detail=detail,
+            )
+            if relates_to is not None:
+                self._record_relation(session, relates_to, document, envelope, now, actor)
+            if space is not None:
+                self._use_space(session, space, document.hub_id)
+            session.flush()
+            return _receipt(document)
 
     def _check_recipients(self, session: Session, envelope: Envelope) -> None:
         for code in envelope.recipients:
