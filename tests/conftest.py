@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import hmac
+import itertools
 import os
 import secrets
 import socket
@@ -17,19 +19,26 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
+import zeep
+import zeep.exceptions
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
+from zeep.cache import InMemoryCache
+from zeep.transports import Transport
 
+from esb.domain.access import AgencyState, string_to_sign
+from esb.domain.agencies import AgencyRecord
 from esb.pipeline.demo_seed import DemoCredential, seed_demo
 from esb.settings import Settings
 from esb.wiring import Runtime, build_runtime
@@ -233,8 +242,19 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def start_server(settings: Settings, folder: Path, engine: str, *, workers: int = 2) -> LiveServer:
-    """``esb serve`` in a subprocess on a free port, waited for until /healthz answers."""
+def start_server(
+    settings: Settings,
+    folder: Path,
+    engine: str,
+    *,
+    workers: int = 2,
+    env: Mapping[str, str] | None = None,
+) -> LiveServer:
+    """``esb serve`` in a subprocess on a free port, waited for until /healthz answers.
+
+    ``env`` adds (or overrides) environment variables of the server process, e.g.
+    ``{"ESB_INLINE_PACKAGE_BYTES": "65536"}``.
+    """
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     log = folder / f"server-{engine}.log"
@@ -243,6 +263,7 @@ def start_server(settings: Settings, folder: Path, engine: str, *, workers: int 
         "ESB_MASTER_KEY": settings.master_key or "",
         "ESB_PROVINCE_DOMAIN": settings.province_domain,
         "ESB_PUBLIC_URL": base,
+        **(env or {}),
     }
     with log.open("wb") as sink:
         process = subprocess.Popen(
@@ -286,7 +307,9 @@ def stop_server(server: LiveServer) -> None:
         server.process.wait()
 
 
-def _seeded_server(engine: str, folder: Path, request: pytest.FixtureRequest) -> Iterator[LiveServer]:
+def _seeded_server(
+    engine: str, folder: Path, request: pytest.FixtureRequest, env: Mapping[str, str] | None = None
+) -> Iterator[LiveServer]:
     def admin() -> Callable[[str], None]:
         return request.getfixturevalue("postgres_admin")  # type: ignore[no-any-return]
 
@@ -295,7 +318,7 @@ def _seeded_server(engine: str, folder: Path, request: pytest.FixtureRequest) ->
     seeding = build_runtime(settings)
     credentials = tuple(seed_demo(seeding.registration))
     seeding.database.dispose()
-    server = start_server(settings, folder, engine)
+    server = start_server(settings, folder, engine, env=env)
     try:
         yield LiveServer(
             server.engine, server.base_url, server.settings, server.process, server.log, credentials
@@ -320,3 +343,160 @@ def sqlite_server(
 ) -> Iterator[LiveServer]:
     """A seeded gunicorn server on SQLite, for client-interoperability tests."""
     yield from _seeded_server("sqlite", tmp_path_factory.mktemp("live-interop"), request)
+
+
+@pytest.fixture(scope="module")
+def make_server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Callable[[str, Mapping[str, str]], LiveServer]]:
+    """``make_server(engine, env)``: a seeded server with extra environment, shared by the module.
+
+    For settings the session's ``live_server`` cannot have (``ESB_INLINE_PACKAGE_BYTES``,
+    ``ESB_MAX_PACKAGE_BYTES``...); each (engine, env) starts once and stops with the module.
+    """
+    running: dict[tuple[str, tuple[tuple[str, str], ...]], tuple[LiveServer, Iterator[LiveServer]]] = {}
+
+    def make(engine: str, env: Mapping[str, str]) -> LiveServer:
+        key = (engine, tuple(sorted(env.items())))
+        if key not in running:
+            folder = tmp_path_factory.mktemp(f"server-{engine}")
+            lifetime = _seeded_server(engine, folder, request, env)
+            running[key] = (next(lifetime), lifetime)
+        return running[key][0]
+
+    yield make
+    for _, lifetime in running.values():
+        for _ in lifetime:  # runs the generator's cleanup: stops the server, drops the schema
+            pass
+
+
+# -- document-exchange parties --------------------------------------------------------------
+
+HARDENED_ZEEP = zeep.Settings(forbid_dtd=True, forbid_entities=True, forbid_external=True, strict=True)
+EXCHANGE_NS = "urn:lgsp-esb:exchange:1"
+_agency_numbers = itertools.count()
+
+
+def fresh_agency_code() -> str:
+    """A conforming QCVN 102 code no other test of the session uses (``000.KK.JJ.H53``, JJ ≥ 50)."""
+    n = next(_agency_numbers)
+    return f"000.{n % 99 + 1:02d}.{50 + n // 99:02d}.H53"
+
+
+def hmac_signed(credential: DemoCredential, *, target: str | None = None) -> dict[str, str]:
+    """Authenticate's arguments signed with the credential's secret key (HMAC-SHA256)."""
+    timestamp = datetime.now(UTC).isoformat(timespec="seconds")
+    nonce = secrets.token_hex(8)
+    message = string_to_sign(credential.accessKey, timestamp, nonce, "HMAC-SHA256", target)
+    signature = base64.b64encode(hmac.new(credential.secretKey.encode(), message, hashlib.sha256).digest())
+    fields = {
+        "accessKey": credential.accessKey,
+        "timestamp": timestamp,
+        "nonce": nonce,
+        "algorithm": "HMAC-SHA256",
+        "signature": signature.decode(),
+    }
+    if target is not None:
+        fields["target"] = target
+    return fields
+
+
+@dataclass(frozen=True)
+class Party:
+    """A freshly registered agency, its QLVB application and key, signed in to DocumentExchange.
+
+    ``client`` is a zeep client of the served DocumentExchange WSDL that sends the session key
+    in the ``AuthHeader`` on every call; ``service`` is its operations.
+    """
+
+    code: str
+    credential: DemoCredential = field(repr=False)
+    token: str = field(repr=False)
+    client: zeep.Client = field(repr=False)
+
+    @property
+    def service(self) -> Any:
+        return self.client.service
+
+    @property
+    def http_headers(self) -> dict[str, str]:
+        """For the plain-HTTP upload and download URLs."""
+        return {"X-Session-Token": self.token}
+
+    def fault_detail(self, fault: zeep.exceptions.Fault) -> Any:
+        """The typed ``EsbFault`` detail (code, message, serverTime, reference) of a fault."""
+        assert fault.detail is not None
+        element = self.client.get_element(f"{{{EXCHANGE_NS}}}EsbFault")
+        return element.parse(fault.detail[0], self.client.wsdl.types)
+
+
+class PartyFactory:
+    """Registers fresh agencies on a server's database and signs them in, over HTTP."""
+
+    def __init__(self) -> None:
+        self._wsdl_cache = InMemoryCache(timeout=3600)
+
+    def client(self, server: LiveServer, service: str = "DocumentExchange") -> zeep.Client:
+        """A plain zeep client of a served WSDL (no session header)."""
+        transport = Transport(cache=self._wsdl_cache, timeout=30, operation_timeout=60)
+        return zeep.Client(server.wsdl(service), settings=HARDENED_ZEEP, transport=transport)
+
+    def register(self, server: LiveServer, count: int, *, locked: bool = False) -> list[DemoCredential]:
+        """``count`` new agencies, each with a QLVB application and a secret key (or locked, keyless)."""
+        runtime = server.runtime()
+        try:
+            credentials = []
+            for _ in range(count):
+                code = fresh_agency_code()
+                name = f"Cơ quan thử nghiệm {code}"
+                runtime.registration.add_agency(AgencyRecord(code, name))
+                if locked:
+                    runtime.registration.set_agency_state(code, AgencyState.LOCKED)
+                    credentials.append(DemoCredential(code, name, "", "", ""))
+                    continue
+                runtime.registration.register_application(code, "QLVB", developer="tests")
+                issued = runtime.registration.issue_key(code, "QLVB")
+                credentials.append(
+                    DemoCredential(code, name, "QLVB", issued.access_key, issued.secret_key or "")
+                )
+            return credentials
+        finally:
+            runtime.database.dispose()
+
+    def __call__(self, server: LiveServer, count: int) -> list[Party]:
+        auth = self.client(server, "Auth")
+        parties = []
+        for credential in self.register(server, count):
+            ticket = auth.service.Authenticate(**hmac_signed(credential))
+            client = self.client(server)
+            client.set_default_soapheaders({"AuthHeader": {"sessionToken": ticket.sessionToken}})
+            parties.append(Party(credential.agency, credential, ticket.sessionToken, client))
+        return parties
+
+
+@pytest.fixture(scope="session")
+def party_factory() -> PartyFactory:
+    """``party_factory(server, n)``: n fresh, signed-in agencies on any running server."""
+    return PartyFactory()
+
+
+@dataclass(frozen=True)
+class BoundParties:
+    factory: PartyFactory
+    server: LiveServer
+
+    def __call__(self, count: int) -> list[Party]:
+        return self.factory(self.server, count)
+
+    def locked_agency(self) -> str:
+        """The code of a new agency that an operator has locked."""
+        return self.factory.register(self.server, 1, locked=True)[0].agency
+
+    def client(self) -> zeep.Client:
+        return self.factory.client(self.server)
+
+
+@pytest.fixture
+def parties(party_factory: PartyFactory, live_server: LiveServer) -> BoundParties:
+    """``parties(n)``: n fresh agencies on ``live_server`` (both engines), signed in to DocumentExchange."""
+    return BoundParties(party_factory, live_server)

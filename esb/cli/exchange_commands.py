@@ -93,16 +93,17 @@ def list_documents(
         click.echo(json.dumps({"documents": rows, "byState": counts}, ensure_ascii=False, indent=2))
         return
     table = Table(title=f"documents ({', '.join(f'{k}: {v}' for k, v in sorted(counts.items())) or 'none'})")
+    table.caption = "hub ids are shortened; --json gives them whole"
     for column in ("hub id", "type", "from", "state", "recipients", "accepted", "size"):
         table.add_column(column)
     for row in rows:
         table.add_row(
-            row["hubDocumentId"],
+            row["hubDocumentId"][:8],
             row["type"],
             row["from"],
             row["state"] + (" (purged)" if row["contentPurged"] else ""),
             "\n".join(f"{code} {state}" for code, state in row["recipients"].items()),
-            row["acceptedAt"][:19],
+            row["acceptedAt"][5:16].replace("T", " "),
             f"{row['size']:,}",
         )
     Console().print(table)
@@ -144,7 +145,7 @@ def trace(database_url: str | None, data_dir: Path | None, document: str, as_jso
         table.add_column(column)
     for e in events:
         table.add_row(
-            e.at.strftime("%Y-%m-%d %H:%M:%S"),
+            e.at.strftime("%m-%d %H:%M:%S"),
             e.kind.value,
             e.actor,
             e.recipient or "",

@@ -65,7 +65,7 @@ class SendReceipt(ComplexModel):  # type: ignore[misc]
         ("size", _out(Long)),
         ("acceptedAt", _out(DateTime)),
         ("duplicate", _out(Boolean)),
-        ("recipients", Array(RecipientStatus.customize(nillable=False), min_occurs=1, nillable=False)),
+        ("recipient", RecipientStatus.customize(min_occurs=1, max_occurs="unbounded", nillable=False)),
     ]
 
 
@@ -131,7 +131,7 @@ class DocumentTrace(ComplexModel):  # type: ignore[misc]
     __namespace__ = NAMESPACE
     _type_info = [  # noqa: RUF012
         ("hubDocumentId", _out(Unicode)),
-        ("events", Array(TraceEntry.customize(nillable=False), min_occurs=1, nillable=False)),
+        ("event", TraceEntry.customize(min_occurs=0, max_occurs="unbounded", nillable=False)),
     ]
 
 
@@ -264,7 +264,7 @@ class ExchangeService(TranslatingService):
         hub_id, events = request_context(ctx).services.exchange.trace(
             caller, hub_id=hubDocumentId or None, document_id=documentId or None
         )
-        return DocumentTrace(hubDocumentId=hub_id, events=[_event(event) for event in events])
+        return DocumentTrace(hubDocumentId=hub_id, event=[_event(event) for event in events])
 
 
 def _bytes(value: Any) -> bytes | None:
@@ -290,7 +290,7 @@ def _receipt(receipt: Receipt) -> SendReceipt:
         size=receipt.size,
         acceptedAt=receipt.accepted_at,
         duplicate=receipt.duplicate,
-        recipients=[RecipientStatus(organId=r.organ_id, state=r.state.value) for r in receipt.recipients],
+        recipient=[RecipientStatus(organId=r.organ_id, state=r.state.value) for r in receipt.recipients],
     )
 
 
