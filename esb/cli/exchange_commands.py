@@ -93,12 +93,11 @@ def list_documents(
         click.echo(json.dumps({"documents": rows, "byState": counts}, ensure_ascii=False, indent=2))
         return
     table = Table(title=f"documents ({', '.join(f'{k}: {v}' for k, v in sorted(counts.items())) or 'none'})")
-    table.caption = "hub ids are shortened; --json gives them whole"
     for column in ("hub id", "type", "from", "state", "recipients", "accepted", "size"):
         table.add_column(column)
     for row in rows:
         table.add_row(
-            row["hubDocumentId"][:8],
+            row["hubDocumentId"],
             row["type"],
             row["from"],
             row["state"] + (" (purged)" if row["contentPurged"] else ""),
