@@ -56,7 +56,7 @@ MAX_BODY = 10 * 1024 * 1024  # the bus's default ESB_MAX_REQUEST_BYTES
 _PACKAGE_PATH = f"{{{SOAP}}}Body/{{{NS}}}SendDocument/{{{NS}}}package"
 _DOCUMENT_ID_PATH = f".//{{{EDXML}}}MessageHeader/{{{EDXML}}}DocumentId"
 _SCHEMAS = SchemaRegistry.default()
-_INSERT = f"INSERT INTO {TABLE} (hub_id, document_id, sha256, size, package, received_at) VALUES "
+_INSERT = "INSERT INTO bench_floor_package (hub_id, document_id, sha256, size, package, received_at) VALUES "
 
 
 class Refused(Exception):
@@ -94,9 +94,12 @@ def decode_package(envelope: etree._Element) -> tuple[bytes, str]:
     return package, hashlib.sha256(package).hexdigest()
 
 
-def validate_package(package: bytes) -> str:
-    """Parse and validate against the strict edXML schema; the package's DocumentId."""
-    tree = etree.fromstring(package, _PARSER)
+def parse_package(package: bytes) -> etree._Element:
+    return etree.fromstring(package, _PARSER)
+
+
+def validate_package(tree: etree._Element) -> str:
+    """Validate against the strict edXML schema; the package's DocumentId."""
     violations = _SCHEMAS.validate(SchemaName.EDXML_STRICT, tree)
     if violations:
         raise Refused(f"not strict edXML: {violations[0].path}: {violations[0].message}")
@@ -124,7 +127,7 @@ def handle(environ: dict[str, Any]) -> bytes:
     body = read_body(environ)
     envelope = parse_envelope(body)
     package, sha256 = decode_package(envelope)
-    document_id = validate_package(package)
+    document_id = validate_package(parse_package(package))
     hub_id = str(uuid.uuid4())
     store(hub_id, document_id, sha256, package)
     return respond(hub_id, sha256, len(package))
@@ -139,7 +142,9 @@ def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable
     try:
         payload = handle(environ)
     except (Refused, etree.XMLSyntaxError, ValueError) as exc:
-        return _reply(start_response, "500 Internal Server Error", _fault(str(exc)), "text/xml; charset=utf-8")
+        return _reply(
+            start_response, "500 Internal Server Error", _fault(str(exc)), "text/xml; charset=utf-8"
+        )
     return _reply(start_response, "200 OK", payload, "text/xml; charset=utf-8")
 
 
@@ -217,7 +222,7 @@ def connect(url: str) -> _Sqlite | _Postgres:
 
 def _database() -> _Sqlite | _Postgres:
     """One connection per process, opened after gunicorn's fork."""
-    global _connection, _connection_pid  # noqa: PLW0603 - one connection per worker process
+    global _connection, _connection_pid  # one connection per worker process
     if _connection is None or _connection_pid != os.getpid():
         _connection = connect(os.environ["FLOOR_DATABASE_URL"])
         _connection_pid = os.getpid()

@@ -25,10 +25,11 @@ import contextlib
 import hashlib
 import logging
 import os
+import shutil
 import tempfile
 import uuid
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import IO
@@ -54,15 +55,15 @@ from esb.domain.exchange import (
     check_sender,
     envelope_of,
 )
-from esb.errors import ClientError, EsbError
+from esb.errors import ClientError
 from esb.storage import exchange_store as store
 from esb.storage import registry
-from esb.storage.content_store import ContentCorrupted, ContentMissing, ContentStore, new_key, read_all
+from esb.storage.content_store import ContentCorrupted, ContentStore, new_key, read_all
 from esb.storage.database import Database
 from esb.storage.tables import Delivery, Document, UploadSpaceRow
 from esb.xml_processing.edxml_reader import ReadResult, read_package
 from esb.xml_processing.parsing import XmlLimits
-from esb.xml_processing.trace_splice import append_trace_header
+from esb.xml_processing.trace_splice import SpliceResult, append_trace_header, append_trace_header_bytes
 
 log = logging.getLogger(__name__)
 
@@ -160,41 +161,45 @@ class Exchange:
         retention = self.policy.retention
         if retention_days is not None:
             retention = min(retention, timedelta(days=retention_days))
+        source: bytes | Path
+        space: UploadSpaceRow | None = None
         if package is not None:
             if len(package) > self.policy.max_package_bytes:
                 raise _too_large(len(package), self.policy.max_package_bytes)
-            spool = self._spool_bytes(package)
-            space = None
+            source = package
         else:
-            spool, space = self._space_file(caller, str(space_id), expected)
+            space = self._open_space(caller, str(space_id), for_upload=False)
+            if space.data_type != expected.value:
+                raise ClientError(
+                    f"space {space_id} was requested for a {space.data_type} package",
+                    code="Client.WrongPackageKind",
+                )
+            source = self._space_path(space.space_id)
+        receipt = self._accept(caller, expected, source, space, retention)
+        if space is not None:  # used: its bytes are in the content store now
+            self._space_path(space.space_id).unlink(missing_ok=True)
+        if receipt.duplicate:
+            return receipt
         try:
-            receipt = self._accept(caller, expected, spool, space, retention)
-        finally:
-            spool.unlink(missing_ok=True)
-        try:
-            self.route(receipt.hub_document_id)
-        except Exception:
-            log.warning(
-                "inline routing of %s failed; the worker will retry", receipt.hub_document_id, exc_info=True
-            )
-        return self.receipt(receipt.hub_document_id, duplicate=receipt.duplicate)
-
-    def _spool_bytes(self, data: bytes) -> Path:
-        handle, name = tempfile.mkstemp(prefix="accept-", dir=self.work_dir)
-        with os.fdopen(handle, "wb") as out:
-            out.write(data)
-        return Path(name)
+            routed = self.route(receipt.hub_document_id)
+        except Exception:  # noqa: BLE001 - the worker routes what inline routing could not
+            log.warning("inline routing of %s failed; the worker will route it", receipt.hub_document_id)
+            return receipt
+        if routed:
+            states = tuple(RecipientState(r.organ_id, DeliveryState.PENDING) for r in receipt.recipients)
+            receipt = replace(receipt, recipients=states)
+        return receipt
 
     def _accept(
         self,
         caller: Caller,
         expected: MessageType,
-        spool: Path,
+        source: bytes | Path,
         space: UploadSpaceRow | None,
         retention: timedelta,
     ) -> Receipt:
-        limits = XmlLimits(max_bytes=self.policy.max_package_bytes)
-        result = read_package(spool, limits=limits)
+        """Read, check, store the bytes recipients will get, record: all of it or nothing."""
+        result = read_package(source, limits=XmlLimits(max_bytes=self.policy.max_package_bytes))
         envelope = envelope_of(result.package)
         if envelope.message_type is not expected:
             other = "SendStatus" if envelope.message_type is MessageType.STATUS else "SendDocument"
@@ -210,15 +215,16 @@ class Exchange:
         key = new_key()
         # The bytes are stored before the transaction (a database content store writes in its
         # own), and removed again unless the transaction commits a document that names them.
-        self.content.put_file(key, spool)
+        with self.content.writer(key) as out:
+            delivered = self._write_delivered(source, envelope, result, out, now)
         keep = False
         try:
             try:
-                receipt = self._record(caller, envelope, result, key, space, retention, now, actor)
+                receipt = self._record(caller, envelope, result, delivered, key, space, retention, now, actor)
             except IntegrityError:
                 # The same new document sent twice at the same moment: the unique idempotency
                 # key let one of them in; this one answers with its receipt.
-                receipt = self._duplicate(caller, envelope, result.sha256, space, now, actor)
+                receipt = self._duplicate(envelope, result.sha256, space, now, actor)
             keep = not receipt.duplicate
             return receipt
         finally:
@@ -226,9 +232,27 @@ class Exchange:
                 with contextlib.suppress(Exception):
                     self.content.delete(key)
 
+    def _write_delivered(
+        self, source: bytes | Path, envelope: Envelope, result: ReadResult, out: IO[bytes], now: datetime
+    ) -> SpliceResult:
+        """The bytes recipients get: the accepted ones plus the hub's TraceHeader (edoc only)."""
+        if envelope.message_type is MessageType.EDOC:
+            if isinstance(source, bytes):
+                data, spliced = append_trace_header_bytes(source, self.policy.hub_organ_id, now)
+                out.write(data)
+                return spliced
+            return append_trace_header(source, out, self.policy.hub_organ_id, now)
+        if isinstance(source, bytes):
+            out.write(source)
+        else:
+            with source.open("rb") as handle:
+                shutil.copyfileobj(handle, out, SPOOL_CHUNK)
+        return SpliceResult(
+            result.sha256, result.size, appended=False, reason="a status package is delivered as sent"
+        )
+
     def _duplicate(
         self,
-        caller: Caller,
         envelope: Envelope,
         sha256: str,
         space: UploadSpaceRow | None,
@@ -268,6 +292,7 @@ class Exchange:
         caller: Caller,
         envelope: Envelope,
         result: ReadResult,
+        delivered: SpliceResult,
         key: str,
         space: UploadSpaceRow | None,
         retention: timedelta,
@@ -299,6 +324,9 @@ class Exchange:
                 due_date=envelope.due_date.isoformat() if envelope.due_date else None,
                 size=result.size,
                 sha256=result.sha256,
+                delivered_size=delivered.size,
+                delivered_sha256=delivered.sha256,
+                delivery_note=_delivery_note(delivered, self.policy.hub_organ_id),
                 content_key=key,
                 state=DocumentState.ACCEPTED.value,
                 accepted_at=now,
@@ -307,17 +335,18 @@ class Exchange:
             )
             session.add(document)
             session.flush()
-            for recipient in envelope.recipients:
-                session.add(
-                    Delivery(
-                        document_id=document.id,
-                        recipient_code=recipient,
-                        message_type=envelope.message_type.value,
-                        priority=int(envelope.priority),
-                        state=DeliveryState.QUEUED.value,
-                        attempts=0,
-                    )
+            session.add_all(
+                Delivery(
+                    document_id=document.id,
+                    recipient_code=recipient,
+                    message_type=envelope.message_type.value,
+                    priority=int(envelope.priority),
+                    state=DeliveryState.QUEUED.value,
+                    delivered_sha256=delivered.sha256,
+                    attempts=0,
                 )
+                for recipient in envelope.recipients
+            )
             detail = f"{len(envelope.recipients)} recipient(s); {len(result.warnings)} warning(s)"
             if link_note:
                 detail = f"{detail}; {link_note}"
@@ -334,8 +363,14 @@ class Exchange:
                 self._record_relation(session, relates_to, document, envelope, now, actor)
             if space is not None:
                 self._use_space(session, space, document.hub_id)
-            session.flush()
-            return _receipt(document)
+            return Receipt(
+                hub_document_id=document.hub_id,
+                document_id=document.document_id,
+                sha256=result.sha256,
+                size=result.size,
+                accepted_at=now,
+                recipients=tuple(RecipientState(code, DeliveryState.QUEUED) for code in envelope.recipients),
+            )
 
     def _check_recipients(self, session: Session, envelope: Envelope) -> None:
         for code in envelope.recipients:
@@ -410,114 +445,34 @@ class Exchange:
 
     # ------------------------------------------------------------------ routing
 
-    def route(self, hub_id: str | None = None, *, limit: int = 20) -> int:
-        """Put accepted documents into their recipients' mailboxes; returns how many were routed."""
-        now = self.clock()
-        with self.database.transaction() as session:
-            claimed = [
-                (doc.id, doc.hub_id)
-                for doc in store.claim_documents(
-                    session,
-                    state=DocumentState.ACCEPTED,
-                    now=now,
-                    lease_until=now + self.policy.lease,
-                    owner=self.policy.node_name,
-                    limit=limit,
-                    hub_id=hub_id,
-                )
-            ]
-        routed = 0
-        for _, claimed_hub_id in claimed:
-            try:
-                self._route_one(claimed_hub_id)
-                routed += 1
-            except EsbError as exc:
-                log.warning("routing %s failed: %s", claimed_hub_id, exc.code)
-        return routed
+    def route(self, hub_id: str | None = None, *, limit: int = 50) -> int:
+        """Put accepted documents into their recipients' mailboxes; returns how many were routed.
 
-    def _route_one(self, hub_id: str) -> None:
-        with self.database.transaction() as session:
-            document = _require(store.find_document(session, hub_id), hub_id)
-            key, sha256, size, kind = (
-                document.content_key,
-                document.sha256,
-                document.size,
-                document.message_type,
-            )
-        if key is None:
-            raise ContentMissing(f"document {hub_id} has no stored content to route")
-        delivered_key, result_sha, result_size, note = self._delivered_copy(hub_id, key, sha256, size, kind)
+        Right after acceptance for the document just accepted, and by the worker for any that
+        a crash left accepted.  Documents are claimed row by row, skipping those another
+        worker holds, and routed in the same transaction: a document is routed once.
+        """
         now = self.clock()
-        try:
-            with self.database.transaction() as session:
-                document = _require(store.find_document(session, hub_id), hub_id)
-                if document.state != DocumentState.ACCEPTED.value:
-                    raise ClientError(  # noqa: TRY301 - the except below removes our copy
-                        f"document {hub_id} was routed meanwhile", code="Client.Conflict"
+        actor = f"hub:{self.policy.node_name}"
+        with self.database.transaction() as session:
+            documents = store.claim_documents(
+                session, state=DocumentState.ACCEPTED, limit=limit, hub_id=hub_id
+            )
+            for document in documents:
+                for recipient in store.route_deliveries(session, document, now):
+                    store.add_event(
+                        session,
+                        document,
+                        TraceKind.ROUTED,
+                        at=now,
+                        actor=actor,
+                        recipient=recipient,
+                        sha256=document.delivered_sha256,
+                        detail=document.delivery_note,
                     )
-                document.delivered_key = delivered_key
-                document.delivered_sha256 = result_sha
-                document.delivered_size = result_size
                 document.state = DocumentState.ROUTED.value
                 document.routed_at = now
-                store.release(session, document)
-                for delivery in document.deliveries:
-                    if delivery.state == DeliveryState.QUEUED.value:
-                        delivery.state = DeliveryState.PENDING.value
-                        delivery.delivered_sha256 = result_sha
-                        delivery.available_at = now
-                        store.add_event(
-                            session,
-                            document,
-                            TraceKind.ROUTED,
-                            at=now,
-                            actor=f"hub:{self.policy.node_name}",
-                            recipient=delivery.recipient_code,
-                            sha256=result_sha,
-                            detail=note,
-                        )
-        except BaseException:
-            if delivered_key != key:
-                with contextlib.suppress(Exception):
-                    self.content.delete(delivered_key)
-            raise
-        if delivered_key != key:  # the accepted bytes are no longer needed: keep no more copies than needed
-            with contextlib.suppress(Exception):
-                self.content.delete(key)
-            with self.database.transaction() as session:
-                document = _require(store.find_document(session, hub_id), hub_id)
-                document.content_key = None
-
-    def _delivered_copy(
-        self, hub_id: str, key: str, sha256: str, size: int, kind: str
-    ) -> tuple[str, str, int, str]:
-        """The bytes recipients get: the accepted ones plus the hub's TraceHeader (edoc only)."""
-        if kind != MessageType.EDOC.value:
-            return key, sha256, size, "status package delivered as accepted"
-        source_handle, source_name = tempfile.mkstemp(prefix="route-in-", dir=self.work_dir)
-        target_handle, target_name = tempfile.mkstemp(prefix="route-out-", dir=self.work_dir)
-        source, target = Path(source_name), Path(target_name)
-        try:
-            with os.fdopen(source_handle, "wb") as out:
-                try:
-                    for chunk in self.content.read(key, sha256=sha256, size=size):
-                        out.write(chunk)
-                except ContentCorrupted:
-                    self._record_corruption(hub_id, "accepted")
-                    raise
-            with os.fdopen(target_handle, "wb") as out:
-                result = append_trace_header(source, out, self.policy.hub_organ_id, self.clock())
-            delivered_key = new_key()
-            self.content.put_file(delivered_key, target)
-            note = (
-                f"TraceHeader {self.policy.hub_organ_id} appended"
-                if result.appended
-                else "delivered as accepted: the hub's TraceHeader could not be appended"
-            )
-            return delivered_key, result.sha256, result.size, note
-        finally:
-            source.unlink(missing_ok=True)
-            target.unlink(missing_ok=True)
+            return len(documents)
 
     # ------------------------------------------------------------------ receiving
 
@@ -581,12 +536,12 @@ class Exchange:
             document, delivery = store.lock_delivery(session, hub_id, caller.agency_code)
             if delivery.state == DeliveryState.QUEUED.value:
                 raise ClientError(f"document {hub_id} is not in your mailbox yet", code="Client.NotYetRouted")
-            if document.delivered_key is None or delivery.state == DeliveryState.EXPIRED.value:
+            if document.content_key is None or delivery.state == DeliveryState.EXPIRED.value:
                 raise ClientError(
                     f"the content of document {hub_id} was purged ({document.state})",
                     code="Client.ContentPurged",
                 )
-            return document.delivered_key, str(document.delivered_sha256), int(document.delivered_size or 0)
+            return document.content_key, str(document.delivered_sha256), int(document.delivered_size or 0)
 
     def _record_fetch(self, caller: Caller, hub_id: str, sha256: str, detail: str | None) -> None:
         now = self.clock()
@@ -700,17 +655,17 @@ class Exchange:
                 ]
             else:
                 candidates = store.awaiting_purge(session, limit)
-            work = [(doc.hub_id, doc.content_key, doc.delivered_key) for doc in candidates]
+            work = [(doc.hub_id, doc.content_key) for doc in candidates]
         purged = 0
-        for doc_hub_id, *keys in work:
-            for key in {k for k in keys if k}:
+        for doc_hub_id, key in work:
+            if key is not None:
                 self.content.delete(key)
             now = self.clock()
             with self.database.transaction() as session:
                 document = _require(store.find_document(session, doc_hub_id), doc_hub_id)
                 if document.purged_at is not None:
                     continue
-                document.content_key = document.delivered_key = None
+                document.content_key = None
                 document.purged_at = now
                 store.add_event(
                     session,
@@ -925,20 +880,6 @@ class Exchange:
             raise ClientError(f"nothing was uploaded into space {space_id} yet", code="Client.SpaceEmpty")
         return space
 
-    def _space_file(
-        self, caller: Caller, space_id: str, expected: MessageType
-    ) -> tuple[Path, UploadSpaceRow]:
-        space = self._open_space(caller, space_id, for_upload=False)
-        if space.data_type != expected.value:
-            raise ClientError(
-                f"space {space_id} was requested for a {space.data_type} package",
-                code="Client.WrongPackageKind",
-            )
-        # Work on a hard link: if acceptance fails the upload stays for a corrected SendDocument.
-        link = Path(tempfile.mktemp(prefix="accept-", dir=self.work_dir))  # noqa: S306 - name for os.link
-        os.link(self._space_path(space_id), link)
-        return link, space
-
     def _use_space(self, session: Session, space: UploadSpaceRow, hub_id: str) -> None:
         row = store.find_space(session, space.space_id, lock=True)
         if row is None or row.state != "uploaded":
@@ -946,7 +887,6 @@ class Exchange:
         row.state = "used"
         row.hub_document_id = hub_id
         session.flush()
-        self._space_path(space.space_id).unlink(missing_ok=True)
 
     def _space_path(self, space_id: str) -> Path:
         if not space_id.isalnum():
@@ -1003,3 +943,9 @@ def _hub_ids(session: Session, ids: set[int]) -> dict[int, str]:
 
 def _date(value: str | None) -> date | None:
     return date.fromisoformat(value) if value else None
+
+
+def _delivery_note(spliced: SpliceResult, hub_organ_id: str) -> str:
+    if spliced.appended:
+        return f"TraceHeader {hub_organ_id} appended"
+    return f"delivered as accepted: {spliced.reason or 'the TraceHeader could not be appended'}"

@@ -141,39 +141,35 @@ def mailbox(
 
 
 def claim_documents(
-    session: Session,
-    *,
-    state: DocumentState,
-    now: datetime,
-    lease_until: datetime,
-    owner: str,
-    limit: int,
-    hub_id: str | None = None,
+    session: Session, *, state: DocumentState, limit: int, hub_id: str | None = None
 ) -> list[Document]:
-    """Take up to ``limit`` documents in ``state`` whose lease is free, leasing them to ``owner``."""
+    """Up to ``limit`` documents in ``state``, locked for this transaction; rows another
+    transaction holds are skipped (PostgreSQL), so concurrent workers never take the same one."""
     query = (
         select(Document)
-        .where(
-            Document.state == state.value,
-            or_(Document.lease_until.is_(None), Document.lease_until < now),
-        )
+        .where(Document.state == state.value)
         .order_by(Document.priority.desc(), Document.id)
         .limit(limit)
         .with_for_update(skip_locked=True)
     )
     if hub_id is not None:
         query = query.where(Document.hub_id == hub_id)
-    documents = list(session.scalars(query))
-    for document in documents:
-        document.lease_until = lease_until
-        document.lease_owner = owner
-    session.flush()
-    return documents
+    return list(session.scalars(query))
 
 
-def release(session: Session, document: Document) -> None:
-    document.lease_until = None
-    document.lease_owner = None
+def route_deliveries(session: Session, document: Document, now: datetime) -> list[str]:
+    """Queued deliveries of ``document`` become pending; returns their recipients."""
+    queued = session.execute(
+        select(Delivery.id, Delivery.recipient_code)
+        .where(Delivery.document_id == document.id, Delivery.state == DeliveryState.QUEUED.value)
+        .order_by(Delivery.id)
+    ).all()
+    session.execute(
+        update(Delivery)
+        .where(Delivery.id.in_([row[0] for row in queued]))
+        .values(state=DeliveryState.PENDING.value, available_at=now)
+    )
+    return [str(row[1]) for row in queued]
 
 
 def due_for_expiry(session: Session, now: datetime, limit: int) -> list[Document]:

@@ -196,13 +196,14 @@ class AuditEvent(Base):
 class Document(Base):
     """One accepted package (edoc or status): metadata, digests and state; never its content.
 
-    ``content_key``/``delivered_key`` name blobs in the content store; both are cleared when
-    the content is purged, while digests, sizes and the trace stay.
+    ``content_key`` names the bytes recipients get (with the hub's TraceHeader) in the
+    content store; it is cleared when the content is purged, while digests, sizes and the
+    trace stay.  The accepted bytes are never kept: only their digest and size.
     """
 
     __tablename__ = "document"
     __table_args__ = (
-        Index("ix_document_state_lease", "state", "lease_until"),
+        Index("ix_document_state", "state"),
         Index("ix_document_sender_document_id", "sender_code", "document_id"),
     )
 
@@ -223,15 +224,13 @@ class Document(Base):
     sha256: Mapped[str] = mapped_column(String(64))
     delivered_size: Mapped[int | None] = mapped_column(BigInteger)
     delivered_sha256: Mapped[str | None] = mapped_column(String(64))
-    content_key: Mapped[str | None] = mapped_column(String(128))
-    delivered_key: Mapped[str | None] = mapped_column(String(128))
+    content_key: Mapped[str | None] = mapped_column(String(128))  # the bytes recipients get
+    delivery_note: Mapped[str | None] = mapped_column(String(256))  # TraceHeader appended, or why not
     state: Mapped[str] = mapped_column(String(16))
     accepted_at: Mapped[datetime] = mapped_column(Timestamp)
     routed_at: Mapped[datetime | None] = mapped_column(Timestamp)
     purged_at: Mapped[datetime | None] = mapped_column(Timestamp)
     retain_until: Mapped[datetime] = mapped_column(Timestamp, index=True)
-    lease_until: Mapped[datetime | None] = mapped_column(Timestamp)
-    lease_owner: Mapped[str | None] = mapped_column(String(128))
     warnings: Mapped[int] = mapped_column(Integer, default=0)
 
     deliveries: Mapped[list[Delivery]] = relationship(back_populates="document", order_by="Delivery.id")

@@ -6,16 +6,26 @@ with a clock the test moves by hand: ``clock.advance(minutes=61)``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from dataclasses import dataclass, replace
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
+from sqlalchemy import func, select
 
+from esb.domain.access import Caller
 from esb.domain.agencies import AgencyRecord
+from esb.domain.edxml_enums import Priority, StatusCode
 from esb.pipeline.authentication import Authenticator, AuthPolicy
+from esb.pipeline.demo_packages import build_edoc, build_status, edoc_spec
+from esb.pipeline.demo_seed import DEMO_AGENCIES, DEMO_APPLICATION
+from esb.pipeline.exchange import Exchange, ExchangePolicy
 from esb.pipeline.registration import IssuedKey, Registration
+from esb.storage.content_store import ContentStore, DatabaseContentStore, DirectoryContentStore
+from esb.storage.tables import ContentChunk, Delivery, Document, TraceEventRow
 from esb.wiring import Runtime
 
 START = datetime(2026, 11, 21, 2, 30, tzinfo=UTC)  # 09:30 in Viet Nam
@@ -99,3 +109,136 @@ def rsa_pair() -> RsaPair:
 def rsa_pair_next() -> RsaPair:
     """A second key pair, for rotations."""
     return _rsa_pair()
+
+
+# -- document exchange: an Exchange on the fake clock, and callers of the demo agencies ------------
+
+HUB_PUBLIC_URL = "https://lgsp.test"
+ATTACHMENT = "Nội dung báo cáo tháng 11.\n".encode() * 8
+
+
+@pytest.fixture
+def content_kind() -> str:
+    """Where the hub keeps package bytes; parametrize ``content_kind`` to run on ``database`` too."""
+    return "directory"
+
+
+@dataclass
+class Hub:
+    """The document exchange on the runtime's database and the fake clock, as node ``node-a``.
+
+    Every demo agency (``esb.pipeline.demo_seed.DEMO_AGENCIES``) is registered with its
+    application QLVB; :meth:`caller` is what authentication would hand the exchange.
+    """
+
+    runtime: Runtime
+    registration: Registration
+    clock: FakeClock
+    folder: Path
+    content: ContentStore
+    content_dir: Path | None
+    exchange: Exchange
+    callers: dict[str, Caller]
+
+    # -- set-up --------------------------------------------------------------------------------
+
+    def node(self, name: str, **changes: Any) -> Exchange:
+        """Another node (or this one with another policy): same database, content and clock."""
+        policy = replace(self.exchange.policy, node_name=name, **changes)
+        return Exchange(self.runtime.database, self.content, self.folder / f"work-{name}", policy, clock=self.clock)
+
+    def register(self, code: str, name: str | None = None) -> Caller:
+        """Register an agency and its application QLVB; the caller authentication would produce."""
+        self.registration.add_agency(AgencyRecord(code, name or f"Cơ quan {code}"))
+        application = self.registration.register_application(code, DEMO_APPLICATION)
+        caller = Caller(code, application.id, DEMO_APPLICATION, f"AK-{code}")
+        self.callers[code] = caller
+        return caller
+
+    def caller(self, code: str) -> Caller:
+        return self.callers[code]
+
+    # -- packages ------------------------------------------------------------------------------
+
+    def edoc(
+        self,
+        sender: str,
+        recipients: list[str],
+        *,
+        number: str,
+        priority: Priority = Priority.THUONG,
+        due_date: date | None = None,
+        business: dict[str, Any] | None = None,
+        attachment: bytes = ATTACHMENT,
+    ) -> bytes:
+        spec = edoc_spec(
+            sender,
+            recipients,
+            number=number,
+            promulgated=self.clock.now.date(),
+            priority=priority,
+            due_date=due_date,
+            business=business,
+        )
+        return build_edoc(spec, attachment, now=self.clock.now)
+
+    def document_id(self, sender: str, number: str) -> str:
+        """The DocumentId :meth:`edoc` gives a package (canonical form, dated today)."""
+        return f"{sender},{self.clock.now:%Y/%m/%d},{number}/BC-DEMO"
+
+    def status(self, sender: str, original_sender: str, document_id: str, code: StatusCode) -> bytes:
+        number = document_id.rsplit(",", 1)[1].split("/", 1)[0]
+        return build_status(
+            sender,
+            original_sender,
+            document_id,
+            code,
+            number=number,
+            promulgated=self.clock.now.date(),
+            now=self.clock.now,
+        )
+
+    # -- what is stored ------------------------------------------------------------------------
+
+    def row_counts(self) -> tuple[int, int, int]:
+        """(documents, deliveries, trace events) in the database."""
+        with self.runtime.database.transaction() as session:
+            return tuple(  # type: ignore[return-value]
+                int(session.scalar(select(func.count()).select_from(table)) or 0)
+                for table in (Document, Delivery, TraceEventRow)
+            )
+
+    def blobs(self) -> list[str]:
+        """Keys of every blob in the content store (files, or distinct chunk keys)."""
+        if self.content_dir is not None:
+            return sorted(path.name for path in self.content_dir.rglob("*") if path.is_file())
+        with self.runtime.database.transaction() as session:
+            return sorted(session.scalars(select(ContentChunk.key).distinct()))
+
+    def work_files(self, exchange: Exchange | None = None) -> list[Path]:
+        """Files left in a node's work directory (spool and routing copies; not the upload spaces)."""
+        work = (exchange or self.exchange).work_dir
+        return sorted(path for path in work.rglob("*") if path.is_file() and "spaces" not in path.parts)
+
+
+@pytest.fixture
+def hub(
+    runtime: Runtime, registration: Registration, clock: FakeClock, tmp_path: Path, content_kind: str
+) -> Hub:
+    content: ContentStore
+    content_dir: Path | None = None
+    if content_kind == "database":
+        content = DatabaseContentStore(runtime.database)
+    else:
+        content_dir = tmp_path / "content"
+        content = DirectoryContentStore(content_dir)
+    policy = ExchangePolicy(
+        hub_organ_id=runtime.settings.hub_organ_id, public_url=HUB_PUBLIC_URL, node_name="node-a"
+    )
+    exchange = Exchange(runtime.database, content, tmp_path / "work-node-a", policy, clock=clock)
+    built = Hub(runtime, registration, clock, tmp_path, content, content_dir, exchange, {})
+    for record in DEMO_AGENCIES:
+        registration.add_agency(record)
+        application = registration.register_application(record.code, DEMO_APPLICATION)
+        built.callers[record.code] = Caller(record.code, application.id, DEMO_APPLICATION, f"AK-{record.code}")
+    return built

@@ -46,14 +46,12 @@ def upgrade() -> None:
         sa.Column("delivered_size", sa.BigInteger(), nullable=True),
         sa.Column("delivered_sha256", sa.String(length=64), nullable=True),
         sa.Column("content_key", sa.String(length=128), nullable=True),
-        sa.Column("delivered_key", sa.String(length=128), nullable=True),
+        sa.Column("delivery_note", sa.String(length=256), nullable=True),
         sa.Column("state", sa.String(length=16), nullable=False),
         sa.Column("accepted_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("routed_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("purged_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("retain_until", sa.DateTime(timezone=True), nullable=False),
-        sa.Column("lease_until", sa.DateTime(timezone=True), nullable=True),
-        sa.Column("lease_owner", sa.String(length=128), nullable=True),
         sa.Column("warnings", sa.Integer(), nullable=False),
         sa.ForeignKeyConstraint(
             ["relates_to_id"], ["document.id"], name=op.f("fk_document_relates_to_id_document")
@@ -71,7 +69,7 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f("ix_document_relates_to_id"), ["relates_to_id"], unique=False)
         batch_op.create_index(batch_op.f("ix_document_retain_until"), ["retain_until"], unique=False)
         batch_op.create_index("ix_document_sender_document_id", ["sender_code", "document_id"], unique=False)
-        batch_op.create_index("ix_document_state_lease", ["state", "lease_until"], unique=False)
+        batch_op.create_index("ix_document_state", ["state"], unique=False)
 
     op.create_table(
         "upload_space",
@@ -163,7 +161,7 @@ def downgrade() -> None:
 
     op.drop_table("upload_space")
     with op.batch_alter_table("document", schema=None) as batch_op:
-        batch_op.drop_index("ix_document_state_lease")
+        batch_op.drop_index("ix_document_state")
         batch_op.drop_index("ix_document_sender_document_id")
         batch_op.drop_index(batch_op.f("ix_document_retain_until"))
         batch_op.drop_index(batch_op.f("ix_document_relates_to_id"))
