@@ -122,7 +122,7 @@ def main() -> None:
     package = EDOC.format(**fields, attachment=base64.b64encode(letter).decode()).encode("utf-8")
 
     # 1. Tây Ninh sends: the call returns once the package is durably stored.
-    receipt = exchange.SendDocument(package=package, _soapheaders=as_sender)
+    receipt = exchange.SendDocument(edxmlPackage=package, _soapheaders=as_sender)
     hub_id = receipt.hubDocumentId
     print(f"sent {fields['document_id']} as {hub_id}, sha256 {receipt.sha256[:16]}…")
 
@@ -131,7 +131,7 @@ def main() -> None:
     item = next(i for i in pending if i.hubDocumentId == hub_id)
     print(f"{RECIPIENT} has it pending: from {item['from']}, priority {item.priority}, {item.size} bytes")
     fetched = exchange.GetDocument(hubDocumentId=hub_id, _soapheaders=as_recipient)
-    digest = hashlib.sha256(fetched.package).hexdigest()
+    digest = hashlib.sha256(fetched.edxmlPackage).hexdigest()
     if not digest == fetched.sha256 == item.sha256:
         raise SystemExit("the package was altered in transit: do not confirm it")
     confirmation = exchange.ConfirmReceived(
@@ -144,11 +144,11 @@ def main() -> None:
         stamp = datetime.now(VN).strftime("%Y/%m/%d %H:%M:%S")
         status_fields = {**fields, "sender": RECIPIENT, "original_sender": SENDER, "code": code, "now": stamp}
         status = STATUS.format(**status_fields).encode("utf-8")
-        exchange.SendStatus(package=status, _soapheaders=as_recipient)
+        exchange.SendStatus(edxmlPackage=status, _soapheaders=as_recipient)
     for notice in exchange.GetPendingDocuments(messageType="status", _soapheaders=as_sender):
         if notice.relatesTo != hub_id:
             continue
-        body = exchange.GetDocument(hubDocumentId=notice.hubDocumentId, _soapheaders=as_sender).package
+        body = exchange.GetDocument(hubDocumentId=notice.hubDocumentId, _soapheaders=as_sender).edxmlPackage
         exchange.ConfirmReceived(
             hubDocumentId=notice.hubDocumentId,
             sha256=hashlib.sha256(body).hexdigest(),
@@ -161,9 +161,9 @@ def main() -> None:
     trace = exchange.GetTrace(hubDocumentId=hub_id, _soapheaders=as_sender)
     for event in trace.event:
         who = event.actor + (f" → {event.recipient}" if event.recipient else "")
-        note = event.detail if event.event == "status" else ""
+        note = event.detail if event.kind == "status" else ""
         print(
-            f"  {event.at.astimezone(VN):%H:%M:%S} {event.event:<10} {who:<36} {(event.sha256 or '')[:12]:<12} {note}"
+            f"  {event.at.astimezone(VN):%H:%M:%S} {event.kind:<10} {who:<36} {(event.sha256 or '')[:12]:<12} {note}"
         )
 
 

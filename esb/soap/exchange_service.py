@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from datetime import date, datetime
 from typing import Any
 
-from spyne import Array, Boolean, ByteArray, ComplexModel, Date, DateTime, Integer, Long, Unicode, rpc
+from spyne import Array, Boolean, ByteArray, ComplexModel, Date, DateTime, Int, Long, Unicode, rpc
 
 from esb.domain.exchange import MessageType, Outcome, PendingItem, Receipt, TraceEvent
 from esb.errors import ClientError
@@ -47,7 +47,7 @@ class SendPolicy(ComplexModel):  # type: ignore[misc]
     __namespace__ = NAMESPACE
     _type_info = [  # noqa: RUF012
         # Purge undelivered content sooner than the hub's retention (never later).
-        ("retentionDays", Integer(min_occurs=0, nillable=False, ge=1, le=3650)),
+        ("retentionDays", Int(min_occurs=0, nillable=False, ge=1, le=3650)),
     ]
 
 
@@ -87,15 +87,15 @@ class PendingDocument(ComplexModel):  # type: ignore[misc]
         ("messageType", _out(Unicode)),
         ("from", _out(Unicode)),
         ("subject", _out(Unicode)),
-        ("priority", _out(Integer)),
+        ("priority", _out(Int)),
         ("dueDate", _out(Date, 0)),
         ("size", _out(Long)),
         ("sha256", _out(Unicode)),
         ("receivedAt", _out(DateTime)),
-        ("businessDocType", _out(Integer, 0)),
+        ("businessDocType", _out(Int, 0)),
         ("relatesTo", _out(Unicode, 0)),
         ("statusCode", _out(Unicode, 0)),
-        ("attempts", _out(Integer)),
+        ("attempts", _out(Int)),
     ]
 
 
@@ -105,7 +105,7 @@ class DocumentContent(ComplexModel):  # type: ignore[misc]
         ("hubDocumentId", _out(Unicode)),
         ("sha256", _out(Unicode)),
         ("size", _out(Long)),
-        ("package", ByteArray(min_occurs=0, nillable=False)),
+        ("edxmlPackage", ByteArray(min_occurs=0, nillable=False)),
         ("downloadUrl", _out(Unicode, 0)),
     ]
 
@@ -119,7 +119,7 @@ class TraceEntry(ComplexModel):  # type: ignore[misc]
     __namespace__ = NAMESPACE
     _type_info = [  # noqa: RUF012
         ("at", _out(DateTime)),
-        ("event", _out(Unicode)),
+        ("kind", _out(Unicode)),
         ("actor", _out(Unicode)),
         ("recipient", _out(Unicode, 0)),
         ("sha256", _out(Unicode, 0)),
@@ -146,12 +146,14 @@ class ExchangeService(TranslatingService):
         _returns=SendReceipt.customize(min_occurs=1, nillable=False),
         _throws=[EsbFault],
     )
-    def SendDocument(ctx: Any, package: Any, spaceId: str | None, policy: SendPolicy | None) -> SendReceipt:
+    def SendDocument(
+        ctx: Any, edxmlPackage: Any, spaceId: str | None, policy: SendPolicy | None
+    ) -> SendReceipt:
         """Send an edoc package (inline base64, or the spaceId of an upload); returns once it is stored."""
         caller = require_caller(ctx, SERVICE)
         exchange = request_context(ctx).services.exchange
         receipt = exchange.send_document(
-            caller, package=_bytes(package), space_id=spaceId or None, retention_days=_retention(policy)
+            caller, package=_bytes(edxmlPackage), space_id=spaceId or None, retention_days=_retention(policy)
         )
         return _receipt(receipt)
 
@@ -162,16 +164,16 @@ class ExchangeService(TranslatingService):
         _returns=SendReceipt.customize(min_occurs=1, nillable=False),
         _throws=[EsbFault],
     )
-    def SendStatus(ctx: Any, package: Any, spaceId: str | None) -> SendReceipt:
+    def SendStatus(ctx: Any, edxmlPackage: Any, spaceId: str | None) -> SendReceipt:
         """Send a status package (gói tin trạng thái); it goes to ResponseFor/OrganId."""
         caller = require_caller(ctx, SERVICE)
         exchange = request_context(ctx).services.exchange
-        return _receipt(exchange.send_status(caller, package=_bytes(package), space_id=spaceId or None))
+        return _receipt(exchange.send_status(caller, package=_bytes(edxmlPackage), space_id=spaceId or None))
 
     @rpc(
-        Array(Unicode(min_occurs=1, nillable=False, max_len=64), min_occurs=1, nillable=False),
+        Unicode(min_occurs=1, max_occurs=1000, nillable=False, max_len=64),
         _text(1, 2048),
-        Integer(min_occurs=1, nillable=False),
+        Int(min_occurs=1, nillable=False),
         _text(1, 16),
         _text(1, 32),
         _in_header=(AuthHeader,),
@@ -179,12 +181,12 @@ class ExchangeService(TranslatingService):
         _throws=[EsbFault],
     )
     def RequestSendSpace(
-        ctx: Any, recipients: list[str], subject: str, priority: int, dataType: str, protocol: str
+        ctx: Any, recipient: list[str], subject: str, priority: int, dataType: str, protocol: str
     ) -> SendSpace:
         """Allocate a space for a large package: recipients are checked before any byte is uploaded."""
         caller = require_caller(ctx, SERVICE)
         exchange = request_context(ctx).services.exchange
-        space = exchange.request_space(caller, list(recipients or ()), subject, priority, dataType, protocol)
+        space = exchange.request_space(caller, list(recipient or ()), subject, priority, dataType, protocol)
         return SendSpace(
             spaceId=space.space_id,
             uploadUrl=space.upload_url,
@@ -224,7 +226,7 @@ class ExchangeService(TranslatingService):
             hubDocumentId=fetched.hub_document_id,
             sha256=fetched.sha256,
             size=fetched.size,
-            package=[fetched.package] if fetched.package is not None else None,
+            edxmlPackage=[fetched.package] if fetched.package is not None else None,
             downloadUrl=fetched.download_url,
         )
 
@@ -275,7 +277,7 @@ def _bytes(value: Any) -> bytes | None:
         return value
     if isinstance(value, Iterable):
         return b"".join(bytes(part) for part in value)
-    raise ClientError("package must be base64Binary", code="Client.BadRequest")
+    raise ClientError("edxmlPackage must be base64Binary", code="Client.BadRequest")
 
 
 def _retention(policy: SendPolicy | None) -> int | None:
@@ -319,7 +321,7 @@ def _pending(item: PendingItem) -> PendingDocument:
 def _event(event: TraceEvent) -> TraceEntry:
     return TraceEntry(
         at=event.at,
-        event=event.kind.value,
+        kind=event.kind.value,
         actor=event.actor,
         recipient=event.recipient,
         sha256=event.sha256,
