@@ -4,7 +4,8 @@ It is served by gunicorn with the settings ``esb serve`` uses (sync workers), an
 very SOAP requests the clients post to the bus.  For each request it:
 
 1. reads the body and parses the SOAP envelope with lxml (no entities, no network);
-2. takes the text of ``Body/SendDocument/package``, base64-decodes it and computes the
+2. takes the text of the first child of ``Body/SendDocument`` (the package parameter, whatever
+   the bus names it), base64-decodes it and computes the
    package's SHA-256;
 3. parses the package with lxml and validates it against the project's strict edXML schema
    (``SchemaRegistry.default().validate(SchemaName.EDXML_STRICT, …)``);
@@ -53,7 +54,7 @@ EDXML = "http://www.mic.gov.vn/TBT/QCVN_102_2016"
 TABLE = "bench_floor_package"
 MAX_BODY = 10 * 1024 * 1024  # the bus's default ESB_MAX_REQUEST_BYTES
 
-_PACKAGE_PATH = f"{{{SOAP}}}Body/{{{NS}}}SendDocument/{{{NS}}}package"
+_OPERATION_PATH = f"{{{SOAP}}}Body/{{{NS}}}SendDocument"
 _DOCUMENT_ID_PATH = f".//{{{EDXML}}}MessageHeader/{{{EDXML}}}DocumentId"
 _SCHEMAS = SchemaRegistry.default()
 _INSERT = "INSERT INTO bench_floor_package (hub_id, document_id, sha256, size, package, received_at) VALUES "
@@ -87,9 +88,10 @@ def parse_envelope(body: bytes) -> etree._Element:
 
 def decode_package(envelope: etree._Element) -> tuple[bytes, str]:
     """The package bytes and their SHA-256 (hex)."""
-    element = envelope.find(_PACKAGE_PATH)
+    operation = envelope.find(_OPERATION_PATH)
+    element = operation[0] if operation is not None and len(operation) else None  # the package parameter
     if element is None or not element.text:
-        raise Refused("no Body/SendDocument/package")
+        raise Refused("no Body/SendDocument with the package as its first child")
     package = base64.b64decode(element.text)
     return package, hashlib.sha256(package).hexdigest()
 

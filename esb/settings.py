@@ -22,7 +22,7 @@
 * ``ESB_RETENTION_DAYS`` (30): content not confirmed by every recipient is purged after this.
 * ``ESB_WORKER`` (true): ``esb serve`` runs the delivery worker in-process (routing retries,
   purge, expiry); set false when ``esb worker`` runs separately.
-* ``ESB_NODE_NAME`` (host name): names this node in traces and work leases.
+* ``ESB_NODE_NAME`` (host name): names this node in trace events.
 * ``ESB_MAX_REQUEST_BYTES`` (10485760): largest SOAP request (packages go by upload space).
 """
 

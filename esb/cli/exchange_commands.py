@@ -32,7 +32,7 @@ def worker(database_url: str | None, data_dir: Path | None, once: bool, interval
     """Route, purge and expire documents: run one per node beside `esb serve` (ESB_WORKER=false there).
 
     Safe on several nodes at once against PostgreSQL: work is claimed row by row, skipping
-    rows another worker holds, and a killed worker's claims lapse after their lease.
+    rows another worker holds; a killed worker's transaction rolls back and its rows are free.
     """
     from esb.pipeline.worker import DeliveryWorker
 

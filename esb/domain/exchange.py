@@ -8,7 +8,7 @@ of its own.  Nothing in this module touches storage, the network or the clock.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from enum import StrEnum
 
 from esb.domain import edxml_model as m
@@ -148,9 +148,9 @@ def check_sender(envelope: Envelope, caller_agency: str) -> None:
 
 def pending_order_key(
     priority: Priority, due_date: date | None, received_at: datetime
-) -> tuple[int, str, str]:
+) -> tuple[int, date, datetime]:
     """Mailbox order: hỏa tốc hẹn giờ > hỏa tốc > thượng khẩn > khẩn > thường, then due date, then age."""
-    return (-int(priority), due_date.isoformat() if due_date else "9999-12-31", received_at.isoformat())
+    return (-int(priority), due_date or date.max, received_at.astimezone(UTC))
 
 
 @dataclass(frozen=True)

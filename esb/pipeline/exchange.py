@@ -80,7 +80,6 @@ class ExchangePolicy:
     inline_package_bytes: int = 4 << 20
     space_ttl: timedelta = timedelta(hours=1)
     retention: timedelta = timedelta(days=30)
-    lease: timedelta = timedelta(seconds=60)
     node_name: str = "node"
 
 
@@ -187,8 +186,8 @@ class Exchange:
             return receipt
         if routed:
             states = tuple(RecipientState(r.organ_id, DeliveryState.PENDING) for r in receipt.recipients)
-            receipt = replace(receipt, recipients=states)
-        return receipt
+            return replace(receipt, recipients=states)
+        return self.receipt(receipt.hub_document_id)  # a worker routed it first: say what it did
 
     def _accept(
         self,
@@ -263,6 +262,7 @@ class Exchange:
             first = store.find_by_idempotency_key(session, str(envelope.idempotency_key))
             if first is None:
                 raise ClientError("the document could not be recorded; send it again", code="Client.Conflict")
+            _check_same_recipients(first, envelope)
             return self._answer_duplicate(session, first, sha256, space, now, actor)
 
     def _answer_duplicate(
@@ -305,6 +305,7 @@ class Exchange:
             if envelope.idempotency_key is not None:
                 first = store.find_by_idempotency_key(session, envelope.idempotency_key)
                 if first is not None:
+                    _check_same_recipients(first, envelope)
                     return self._answer_duplicate(session, first, result.sha256, space, now, actor)
             relates_to, link_note = self._related(session, envelope)
             document = Document(
@@ -391,14 +392,14 @@ class Exchange:
                     "a status package needs ResponseFor/DocumentId naming the document it reports on",
                     code="Client.StatusUnknownDocument",
                 )
-            document = store.find_sent_document(session, target_sender, target_id)
             # Normally the status comes from a recipient of the document; 13 goes to one.
             party = (
                 envelope.recipients[0]
                 if envelope.status_code is StatusCode.RECALL_REQUESTED
                 else envelope.sender
             )
-            if document is None or store.delivery_for(session, document, party) is None:
+            document = store.find_sent_document(session, target_sender, target_id, recipient=party)
+            if document is None:
                 raise ClientError(
                     f"no document {target_id} from {target_sender} to {party} is known to this hub",
                     code="Client.StatusUnknownDocument",
@@ -637,7 +638,10 @@ class Exchange:
                 f"({mismatch[:16]}…); fetch it again (the document stays pending)",
                 code="Client.DigestMismatch",
             )
-        self.purge(hub_id)
+        try:
+            self.purge(hub_id)
+        except Exception:  # noqa: BLE001 - the confirmation is recorded; the worker finishes the purge
+            log.warning("purge of %s after its last confirmation failed; the worker will retry", hub_id)
         return DeliveryState.DONE
 
     # ------------------------------------------------------------------ purge and expiry
@@ -662,7 +666,7 @@ class Exchange:
                 self.content.delete(key)
             now = self.clock()
             with self.database.transaction() as session:
-                document = _require(store.find_document(session, doc_hub_id), doc_hub_id)
+                document = _require(store.find_document(session, doc_hub_id, lock=True), doc_hub_id)
                 if document.purged_at is not None:
                     continue
                 document.content_key = None
@@ -814,9 +818,12 @@ class Exchange:
 
     def upload(self, caller: Caller, space_id: str, body: IO[bytes], content_length: int | None) -> Upload:
         """The HTTP PUT into a space: streamed to disk, never held in memory; a re-PUT replaces it."""
-        self._open_space(caller, space_id, for_upload=True)
-        if content_length is not None and content_length > self.policy.max_package_bytes:
-            raise _too_large(content_length, self.policy.max_package_bytes)
+        # The size promised by RequestSendSpace, unless this node's limit is lower now.
+        limit = min(
+            self._open_space(caller, space_id, for_upload=True).max_bytes, self.policy.max_package_bytes
+        )
+        if content_length is not None and content_length > limit:
+            raise _too_large(content_length, limit)
         handle, name = tempfile.mkstemp(prefix=f"{space_id}-", suffix=".partial", dir=self.spaces_dir)
         partial = Path(name)
         digest = hashlib.sha256()
@@ -829,8 +836,8 @@ class Exchange:
                     if not chunk:
                         break
                     size += len(chunk)
-                    if size > self.policy.max_package_bytes:
-                        raise _too_large(size, self.policy.max_package_bytes)
+                    if size > limit:
+                        raise _too_large(size, limit)
                     digest.update(chunk)
                     out.write(chunk)
                     if remaining is not None:
@@ -901,6 +908,18 @@ def _check_space_matches(space: UploadSpaceRow, envelope: Envelope) -> None:
             "the package's recipients differ from those given to RequestSendSpace "
             f"({', '.join(sorted(envelope.recipients))} vs {', '.join(sorted(announced))})",
             code="Client.SpaceMismatch",
+        )
+
+
+def _check_same_recipients(first: Document, envelope: Envelope) -> None:
+    """A re-send is the same document only if it goes to the same agencies."""
+    before = {delivery.recipient_code for delivery in first.deliveries}
+    if set(envelope.recipients) != before:
+        raise ClientError(
+            f"DocumentId {envelope.document_id} was already sent ({first.hub_id}) to "
+            f"{', '.join(sorted(before))}; to reach other agencies send an update (BussinessDocType 2) "
+            "or a document with a new DocumentId",
+            code="Client.DuplicateDocumentId",
         )
 
 

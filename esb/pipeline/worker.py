@@ -1,8 +1,9 @@
 """The delivery worker: routes what inline routing left behind, purges, expires.
 
-Run it as ``esb worker`` on any number of nodes (PostgreSQL: claims skip locked rows and
-leases expire, so a killed worker's documents are taken over), or in-process inside
-``esb serve`` (the embedded default: one SQLite writer at a time).
+Run it as ``esb worker`` on any number of nodes (PostgreSQL: each step claims rows with
+``FOR UPDATE SKIP LOCKED`` and does its work in that transaction, so a killed worker's rows
+are simply unlocked by its rolled-back transaction), or in-process inside ``esb serve``
+(the embedded default: one SQLite writer at a time).
 """
 
 from __future__ import annotations

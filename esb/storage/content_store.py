@@ -84,14 +84,19 @@ class _Checked:
 
     def wrap(self, chunks: Iterator[bytes]) -> Iterator[bytes]:
         held: bytes | None = None
-        for chunk in chunks:
-            self.digest.update(chunk)
-            self.seen += len(chunk)
-            if self.seen > self.size:
-                raise self._corrupted()
-            if held is not None:
-                yield held
-            held = chunk
+        try:
+            for chunk in chunks:
+                self.digest.update(chunk)
+                self.seen += len(chunk)
+                if self.seen > self.size:
+                    raise self._corrupted()
+                if held is not None:
+                    yield held
+                held = chunk
+        finally:
+            close = getattr(chunks, "close", None)
+            if close is not None:
+                close()  # an abandoned or refused read releases its file at once
         if self.seen != self.size or self.digest.hexdigest() != self.sha256:
             raise self._corrupted()
         if held is not None:  # the last chunk leaves only once the whole blob is verified
@@ -135,11 +140,9 @@ class DirectoryContentStore:
 
     def read(self, key: str, *, sha256: str, size: int) -> Iterator[bytes]:
         path = self._path(key)
-        try:
-            handle = path.open("rb")
-        except FileNotFoundError:
-            raise ContentMissing(f"stored content {key} is missing") from None
-        return _Checked(key, sha256, size).wrap(_file_chunks(handle))
+        if not path.is_file():
+            raise ContentMissing(f"stored content {key} is missing")
+        return _Checked(key, sha256, size).wrap(_file_chunks(path, key))
 
     def verify(self, key: str, *, sha256: str, size: int) -> None:
         for _ in self.read(key, sha256=sha256, size=size):
@@ -149,7 +152,12 @@ class DirectoryContentStore:
         self._path(key).unlink(missing_ok=True)
 
 
-def _file_chunks(handle: IO[bytes]) -> Iterator[bytes]:
+def _file_chunks(path: Path, key: str) -> Iterator[bytes]:
+    """Opened on the first ``next()`` and closed when the iterator ends or is closed."""
+    try:
+        handle = path.open("rb")
+    except FileNotFoundError:
+        raise ContentMissing(f"stored content {key} is missing") from None
     with handle:
         while chunk := handle.read(CHUNK):
             yield chunk

@@ -62,17 +62,24 @@ def events_of(session: Session, document: Document) -> list[TraceEvent]:
     ]
 
 
-def find_document(session: Session, hub_id: str) -> Document | None:
-    return session.scalar(select(Document).where(Document.hub_id == hub_id))
+def find_document(session: Session, hub_id: str, *, lock: bool = False) -> Document | None:
+    query = select(Document).where(Document.hub_id == hub_id)
+    return session.scalar(query.with_for_update() if lock else query)
 
 
 def find_by_idempotency_key(session: Session, key: str) -> Document | None:
     return session.scalar(select(Document).where(Document.idempotency_key == key))
 
 
-def find_sent_document(session: Session, sender: str, document_id: str) -> Document | None:
-    """The first edoc ``sender`` sent with this DocumentId (the one updates and statuses refer to)."""
-    return session.scalar(
+def find_sent_document(
+    session: Session, sender: str, document_id: str, *, recipient: str | None = None
+) -> Document | None:
+    """The first edoc ``sender`` sent with this DocumentId (to ``recipient``, if given).
+
+    Updates and replacements reuse the DocumentId of the document they change, so the one a
+    status is about is the first that reached the agency reporting (or, for 13, asked).
+    """
+    query = (
         select(Document)
         .where(
             Document.sender_code == sender,
@@ -82,6 +89,10 @@ def find_sent_document(session: Session, sender: str, document_id: str) -> Docum
         .order_by(Document.id)
         .limit(1)
     )
+    if recipient is not None:
+        delivered_to = select(Delivery.document_id).where(Delivery.recipient_code == recipient)
+        query = query.where(Document.id.in_(delivered_to))
+    return session.scalar(query)
 
 
 def find_visible_by_document_id(session: Session, document_id: str, agency: str) -> Document | None:
@@ -105,16 +116,22 @@ def delivery_for(session: Session, document: Document, recipient: str) -> Delive
 
 
 def lock_delivery(session: Session, hub_id: str, recipient: str) -> tuple[Document, Delivery]:
-    """The delivery of ``hub_id`` to ``recipient``, locked for update; unknown and foreign look alike."""
-    row = session.execute(
-        select(Document, Delivery)
-        .join(Delivery, Delivery.document_id == Document.id)
-        .where(Document.hub_id == hub_id, Delivery.recipient_code == recipient)
-        .with_for_update(of=Delivery)
-    ).first()
-    if row is None:
+    """The delivery of ``hub_id`` to ``recipient``, locked for update; unknown and foreign look alike.
+
+    The document row is locked first, then the delivery: the order every writer follows
+    (routing, expiry, purge lock the document), so two of them never deadlock.
+    """
+    document = session.scalar(select(Document).where(Document.hub_id == hub_id).with_for_update())
+    delivery = None
+    if document is not None:
+        delivery = session.scalar(
+            select(Delivery)
+            .where(Delivery.document_id == document.id, Delivery.recipient_code == recipient)
+            .with_for_update()
+        )
+    if document is None or delivery is None:
         raise DocumentNotFound(f"no document {hub_id} for {recipient}")
-    return row[0], row[1]
+    return document, delivery
 
 
 def mailbox(
@@ -143,18 +160,21 @@ def mailbox(
 def claim_documents(
     session: Session, *, state: DocumentState, limit: int, hub_id: str | None = None
 ) -> list[Document]:
-    """Up to ``limit`` documents in ``state``, locked for this transaction; rows another
-    transaction holds are skipped (PostgreSQL), so concurrent workers never take the same one."""
+    """Up to ``limit`` documents in ``state``, locked for this transaction.
+
+    A batch skips rows another transaction holds (PostgreSQL), so concurrent workers never
+    take the same one; one named document waits for its row instead, so that the caller
+    sees the outcome of whoever held it.
+    """
     query = (
         select(Document)
         .where(Document.state == state.value)
         .order_by(Document.priority.desc(), Document.id)
         .limit(limit)
-        .with_for_update(skip_locked=True)
     )
     if hub_id is not None:
-        query = query.where(Document.hub_id == hub_id)
-    return list(session.scalars(query))
+        return list(session.scalars(query.where(Document.hub_id == hub_id).with_for_update()))
+    return list(session.scalars(query.with_for_update(skip_locked=True)))
 
 
 def route_deliveries(session: Session, document: Document, now: datetime) -> list[str]:

@@ -24,6 +24,7 @@ from esb.pipeline.demo_packages import build_edoc, build_status, edoc_spec
 from esb.pipeline.demo_seed import DEMO_AGENCIES, DEMO_APPLICATION
 from esb.pipeline.exchange import Exchange, ExchangePolicy
 from esb.pipeline.registration import IssuedKey, Registration
+from esb.storage import registry
 from esb.storage.content_store import ContentStore, DatabaseContentStore, DirectoryContentStore
 from esb.storage.tables import ContentChunk, Delivery, Document, TraceEventRow
 from esb.wiring import Runtime
@@ -145,7 +146,9 @@ class Hub:
     def node(self, name: str, **changes: Any) -> Exchange:
         """Another node (or this one with another policy): same database, content and clock."""
         policy = replace(self.exchange.policy, node_name=name, **changes)
-        return Exchange(self.runtime.database, self.content, self.folder / f"work-{name}", policy, clock=self.clock)
+        return Exchange(
+            self.runtime.database, self.content, self.folder / f"work-{name}", policy, clock=self.clock
+        )
 
     def register(self, code: str, name: str | None = None) -> Caller:
         """Register an agency and its application QLVB; the caller authentication would produce."""
@@ -186,11 +189,12 @@ class Hub:
         """The DocumentId :meth:`edoc` gives a package (canonical form, dated today)."""
         return f"{sender},{self.clock.now:%Y/%m/%d},{number}/BC-DEMO"
 
-    def status(self, sender: str, original_sender: str, document_id: str, code: StatusCode) -> bytes:
+    def status(self, sender: str, response_for: str, document_id: str, code: StatusCode) -> bytes:
+        """A status from ``sender`` to ``response_for`` (the original sender, or for 13 a recipient)."""
         number = document_id.rsplit(",", 1)[1].split("/", 1)[0]
         return build_status(
             sender,
-            original_sender,
+            response_for,
             document_id,
             code,
             number=number,
@@ -237,8 +241,24 @@ def hub(
     )
     exchange = Exchange(runtime.database, content, tmp_path / "work-node-a", policy, clock=clock)
     built = Hub(runtime, registration, clock, tmp_path, content, content_dir, exchange, {})
-    for record in DEMO_AGENCIES:
-        registration.add_agency(record)
-        application = registration.register_application(record.code, DEMO_APPLICATION)
-        built.callers[record.code] = Caller(record.code, application.id, DEMO_APPLICATION, f"AK-{record.code}")
+    # One transaction for the eight agencies and their applications (what Registration does
+    # one by one, without its audit events): this fixture runs for every exchange test.
+    with runtime.database.transaction() as session:
+        for record in DEMO_AGENCIES:
+            agency = registry.add_agency(
+                session, record, province_domain=runtime.settings.province_domain, now=clock.now
+            )
+            application = registry.add_application(
+                session,
+                agency,
+                name=DEMO_APPLICATION,
+                developer=None,
+                endpoint=None,
+                certificate_der=None,
+                certificate_sha256=None,
+                now=clock.now,
+            )
+            built.callers[record.code] = Caller(
+                record.code, application.id, DEMO_APPLICATION, f"AK-{record.code}"
+            )
     return built
