@@ -11,6 +11,8 @@
   created with mode 0600 if missing.
 * ``ESB_CLOCK_SKEW_SECONDS`` (300): allowed difference between a caller's clock and ours.
 * ``ESB_SESSION_TTL_SECONDS`` (1800): lifetime of a session key.
+* ``ESB_SESSION_CACHE_SECONDS`` (5): a worker reuses a resolved session key this long before
+  asking the database again (so a revocation takes effect within it); 0 disables.
 * ``ESB_ALLOW_LEGACY_SHA1`` (false): accept RSA-SHA1/SHA1 WS-Security signatures.
 * ``ESB_HUB_ORGAN_ID`` (``000.00.00.H53``): the hub's identifier code, written in the
   TraceHeader it appends to every package it delivers.
@@ -52,6 +54,7 @@ class Settings:
     master_key_file: Path | None = None
     clock_skew: timedelta = timedelta(seconds=300)
     session_ttl: timedelta = timedelta(minutes=30)
+    session_cache: timedelta = timedelta(seconds=5)
     allow_legacy_sha1: bool = False
     max_request_bytes: int = 10 * 1024 * 1024
     hub_organ_id: str = DEFAULT_HUB_ORGAN_ID
@@ -88,6 +91,7 @@ class Settings:
             "master_key_file": Path(env["ESB_MASTER_KEY_FILE"]) if env.get("ESB_MASTER_KEY_FILE") else None,
             "clock_skew": timedelta(seconds=_int(env, "ESB_CLOCK_SKEW_SECONDS", 300)),
             "session_ttl": timedelta(seconds=_int(env, "ESB_SESSION_TTL_SECONDS", 1800)),
+            "session_cache": timedelta(seconds=_int(env, "ESB_SESSION_CACHE_SECONDS", 5, minimum=0)),
             "allow_legacy_sha1": _bool(env, "ESB_ALLOW_LEGACY_SHA1"),
             "max_request_bytes": _int(env, "ESB_MAX_REQUEST_BYTES", 10 * 1024 * 1024),
             "hub_organ_id": env.get("ESB_HUB_ORGAN_ID", DEFAULT_HUB_ORGAN_ID),
@@ -106,7 +110,7 @@ class Settings:
         return replace(self, **changes)  # type: ignore[arg-type]
 
 
-def _int(env: Mapping[str, str], name: str, default: int) -> int:
+def _int(env: Mapping[str, str], name: str, default: int, *, minimum: int = 1) -> int:
     raw = env.get(name)
     if raw is None or raw == "":
         return default
@@ -114,8 +118,8 @@ def _int(env: Mapping[str, str], name: str, default: int) -> int:
         value = int(raw)
     except ValueError:
         raise ConfigurationError(f"{name} must be a whole number, not {raw!r}") from None
-    if value <= 0:
-        raise ConfigurationError(f"{name} must be positive, not {value}")
+    if value < minimum:
+        raise ConfigurationError(f"{name} must be at least {minimum}, not {value}")
     return value
 
 

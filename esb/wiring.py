@@ -6,6 +6,7 @@ connections); ``esb serve`` runs the migrations once before starting them.
 
 from __future__ import annotations
 
+import gc
 import logging
 from dataclasses import dataclass
 
@@ -46,6 +47,7 @@ def build_runtime(settings: Settings, *, migrate: bool = True) -> Runtime:
         clock_skew=settings.clock_skew,
         session_ttl=settings.session_ttl,
         allow_legacy_sha1=settings.allow_legacy_sha1,
+        session_cache_ttl=settings.session_cache,
     )
     return Runtime(
         settings=settings,
@@ -104,4 +106,6 @@ def wsgi_app() -> WsgiApp:
     runtime = build_runtime(Settings.from_env(), migrate=False)
     if runtime.settings.in_process_worker:
         DeliveryWorker(runtime.exchange).start_thread(interval=WORKER_INTERVAL_SECONDS)
-    return build_wsgi_app(runtime)
+    app = build_wsgi_app(runtime)
+    gc.freeze()  # the long-lived objects built above are never scanned by the collector again
+    return app

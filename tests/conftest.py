@@ -4,6 +4,10 @@ Every storage test takes ``database_url`` and so runs twice: on SQLite (a file i
 temporary folder) and on PostgreSQL (a schema of its own in ``ESB_TEST_POSTGRES_URL``,
 default ``postgresql+psycopg://postgres@127.0.0.1:5432/test``, dropped afterwards).  When
 PostgreSQL cannot be reached the tests FAIL: CI must never pass by skipping them.
+
+Over HTTP: ``live_server`` (seeded, one per engine per session), ``make_server`` (one with extra
+environment, per module), and ``parties`` / ``party_factory``: agencies registered afresh for
+each test and signed in to DocumentExchange, so that no two tests share a mailbox.
 """
 
 from __future__ import annotations
@@ -464,14 +468,24 @@ class PartyFactory:
             runtime.database.dispose()
 
     def __call__(self, server: LiveServer, count: int) -> list[Party]:
-        auth = self.client(server, "Auth")
-        parties = []
-        for credential in self.register(server, count):
-            ticket = auth.service.Authenticate(**hmac_signed(credential))
-            client = self.client(server)
-            client.set_default_soapheaders({"AuthHeader": {"sessionToken": ticket.sessionToken}})
-            parties.append(Party(credential.agency, credential, ticket.sessionToken, client))
-        return parties
+        return [self.sign_in(server, credential) for credential in self.register(server, count)]
+
+    def another_application(self, server: LiveServer, agency: str, name: str) -> Party:
+        """A second application of an existing agency (its own key), signed in."""
+        runtime = server.runtime()
+        try:
+            runtime.registration.register_application(agency, name, developer="tests")
+            issued = runtime.registration.issue_key(agency, name)
+        finally:
+            runtime.database.dispose()
+        credential = DemoCredential(agency, agency, name, issued.access_key, issued.secret_key or "")
+        return self.sign_in(server, credential)
+
+    def sign_in(self, server: LiveServer, credential: DemoCredential) -> Party:
+        ticket = self.client(server, "Auth").service.Authenticate(**hmac_signed(credential))
+        client = self.client(server)
+        client.set_default_soapheaders({"AuthHeader": {"sessionToken": ticket.sessionToken}})
+        return Party(credential.agency, credential, ticket.sessionToken, client)
 
 
 @pytest.fixture(scope="session")
@@ -482,17 +496,16 @@ def party_factory() -> PartyFactory:
 
 @dataclass(frozen=True)
 class BoundParties:
+    """:class:`PartyFactory` bound to one server: ``parties(n)``, ``parties.client()``."""
+
     factory: PartyFactory
     server: LiveServer
 
     def __call__(self, count: int) -> list[Party]:
         return self.factory(self.server, count)
 
-    def locked_agency(self) -> str:
-        """The code of a new agency that an operator has locked."""
-        return self.factory.register(self.server, 1, locked=True)[0].agency
-
     def client(self) -> zeep.Client:
+        """A DocumentExchange client that sends no session key."""
         return self.factory.client(self.server)
 
 

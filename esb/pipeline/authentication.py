@@ -26,9 +26,11 @@ import hmac
 import logging
 import re
 import secrets
+import threading
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from cachetools import TTLCache
 from lxml import etree
 from sqlalchemy.orm import Session
 
@@ -72,6 +74,9 @@ class AuthPolicy:
     clock_skew: timedelta = timedelta(seconds=300)
     session_ttl: timedelta = timedelta(minutes=30)
     allow_legacy_sha1: bool = False  # WS-Security RSA-SHA1/SHA1
+    # How long a worker may reuse a session key it resolved, without asking the database:
+    # a revoked key, locked application or expired session is refused at most this late.
+    session_cache_ttl: timedelta = timedelta(seconds=5)
 
     @property
     def wsse(self) -> wsse.WssePolicy:
@@ -115,6 +120,11 @@ class Authenticator:
         self.policy = policy
         self.clock = clock
         self._issued = 0
+        self._sessions: TTLCache[tuple[str, str], Caller] | None = None
+        ttl = policy.session_cache_ttl.total_seconds()
+        if ttl > 0:
+            self._sessions = TTLCache(maxsize=10_000, ttl=ttl, timer=lambda: self.clock().timestamp())
+        self._sessions_lock = threading.Lock()
 
     # -- steps 1-2: Authenticate ----------------------------------------------------------------
 
@@ -185,7 +195,28 @@ class Authenticator:
     # -- every other SOAP call ------------------------------------------------------------------
 
     def caller_for_session(self, token: str, service: str, *, remote_addr: str | None = None) -> Caller:
-        """The caller behind a session key in a SOAP header, allowed to call ``service``."""
+        """The caller behind a session key in a SOAP header, allowed to call ``service``.
+
+        Resolved once per :attr:`AuthPolicy.session_cache_ttl` per worker (keyed by the token's
+        SHA-256, never the token), then answered from memory until the session itself ends.
+        """
+        if self._sessions is None:
+            return self._resolve_session(token, service, remote_addr)
+        cache_key = (hashlib.sha256(token.encode("utf-8")).hexdigest(), service)
+        with self._sessions_lock:
+            cached = self._sessions.get(cache_key)
+        if (
+            cached is not None
+            and cached.session_expires_at is not None
+            and cached.session_expires_at > self.clock()
+        ):
+            return cached
+        caller = self._resolve_session(token, service, remote_addr)
+        with self._sessions_lock:
+            self._sessions[cache_key] = caller
+        return caller
+
+    def _resolve_session(self, token: str, service: str, remote_addr: str | None) -> Caller:
         now = self.clock()
         with (
             self._audited("session", None, remote_addr, now, detail=service),

@@ -29,7 +29,7 @@ import shutil
 import tempfile
 import uuid
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import IO
@@ -177,17 +177,7 @@ class Exchange:
         receipt = self._accept(caller, expected, source, space, retention)
         if space is not None:  # used: its bytes are in the content store now
             self._space_path(space.space_id).unlink(missing_ok=True)
-        if receipt.duplicate:
-            return receipt
-        try:
-            routed = self.route(receipt.hub_document_id)
-        except Exception:  # noqa: BLE001 - the worker routes what inline routing could not
-            log.warning("inline routing of %s failed; the worker will route it", receipt.hub_document_id)
-            return receipt
-        if routed:
-            states = tuple(RecipientState(r.organ_id, DeliveryState.PENDING) for r in receipt.recipients)
-            return replace(receipt, recipients=states)
-        return self.receipt(receipt.hub_document_id)  # a worker routed it first: say what it did
+        return receipt
 
     def _accept(
         self,
@@ -302,11 +292,8 @@ class Exchange:
         """One transaction: the document, a queued delivery per recipient, the trace's first event."""
         with self.database.transaction() as session:
             self._check_recipients(session, envelope)
-            if envelope.idempotency_key is not None:
-                first = store.find_by_idempotency_key(session, envelope.idempotency_key)
-                if first is not None:
-                    _check_same_recipients(first, envelope)
-                    return self._answer_duplicate(session, first, result.sha256, space, now, actor)
+            # A re-sent new document breaks the unique idempotency key at the flush below;
+            # _accept then answers with the first receipt (no SELECT here on the hot path).
             relates_to, link_note = self._related(session, envelope)
             document = Document(
                 hub_id=str(uuid.uuid4()),
@@ -364,23 +351,26 @@ class Exchange:
                 self._record_relation(session, relates_to, document, envelope, now, actor)
             if space is not None:
                 self._use_space(session, space, document.hub_id)
+            session.flush()
+            self._route_in(session, document, now)
             return Receipt(
                 hub_document_id=document.hub_id,
                 document_id=document.document_id,
                 sha256=result.sha256,
                 size=result.size,
                 accepted_at=now,
-                recipients=tuple(RecipientState(code, DeliveryState.QUEUED) for code in envelope.recipients),
+                recipients=tuple(RecipientState(code, DeliveryState.PENDING) for code in envelope.recipients),
             )
 
     def _check_recipients(self, session: Session, envelope: Envelope) -> None:
+        states = registry.agency_states(session, envelope.recipients)
         for code in envelope.recipients:
-            agency = registry.find_agency(session, code)
-            if agency is None:
+            state = states.get(code)
+            if state is None:
                 raise ClientError(
                     f"recipient {code} is not a registered agency", code="Client.UnknownRecipient"
                 )
-            if agency.state != AgencyState.ACTIVE.value:
+            if state != AgencyState.ACTIVE.value:
                 raise ClientError(f"recipient {code} is locked", code="Client.RecipientLocked")
 
     def _related(self, session: Session, envelope: Envelope) -> tuple[Document | None, str | None]:
@@ -447,33 +437,37 @@ class Exchange:
     # ------------------------------------------------------------------ routing
 
     def route(self, hub_id: str | None = None, *, limit: int = 50) -> int:
-        """Put accepted documents into their recipients' mailboxes; returns how many were routed.
+        """Route documents still ``accepted``; returns how many were routed (the worker's step).
 
-        Right after acceptance for the document just accepted, and by the worker for any that
-        a crash left accepted.  Documents are claimed row by row, skipping those another
-        worker holds, and routed in the same transaction: a document is routed once.
+        Acceptance routes local recipients in its own transaction, so nothing is left here in
+        normal operation; deliveries that wait for another zone (bridges to VXP and other
+        provinces) go through this step.  Documents are claimed row by row, skipping those
+        another worker holds, and routed in the same transaction: a document is routed once.
         """
         now = self.clock()
-        actor = f"hub:{self.policy.node_name}"
         with self.database.transaction() as session:
             documents = store.claim_documents(
                 session, state=DocumentState.ACCEPTED, limit=limit, hub_id=hub_id
             )
             for document in documents:
-                for recipient in store.route_deliveries(session, document, now):
-                    store.add_event(
-                        session,
-                        document,
-                        TraceKind.ROUTED,
-                        at=now,
-                        actor=actor,
-                        recipient=recipient,
-                        sha256=document.delivered_sha256,
-                        detail=document.delivery_note,
-                    )
-                document.state = DocumentState.ROUTED.value
-                document.routed_at = now
+                self._route_in(session, document, now)
             return len(documents)
+
+    def _route_in(self, session: Session, document: Document, now: datetime) -> None:
+        """Queued deliveries to local agencies enter their mailboxes, each with a ``routed`` event."""
+        for recipient in store.route_deliveries(session, document, now):
+            store.add_event(
+                session,
+                document,
+                TraceKind.ROUTED,
+                at=now,
+                actor=f"hub:{self.policy.node_name}",
+                recipient=recipient,
+                sha256=document.delivered_sha256,
+                detail=document.delivery_note,
+            )
+        document.state = DocumentState.ROUTED.value
+        document.routed_at = now
 
     # ------------------------------------------------------------------ receiving
 

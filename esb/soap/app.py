@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+import spyne.const as spyne_const
 import spyne.protocol.soap.soap11 as spyne_soap11
 from lxml import etree
 from spyne import Application, Fault
@@ -34,6 +35,11 @@ from esb.xml_processing.parsing import hardened_parser
 # href="#x", including from unsigned headers into a signed Body: a signature-wrapping vector
 # (docs/decisions/0003-soap-stack.md).  document/literal never needs it.
 spyne_soap11.resolve_hrefs = lambda element, xmlids: element
+
+# spyne runs a full gc.collect() after a request at most once a second "to return file
+# descriptors"; we hold none across requests, and a full collection of a worker's heap costs
+# 25-100 ms of one unlucky request (bench/README.md).  Python's own generational GC stays on.
+spyne_const.MIN_GC_INTERVAL = float("inf")
 
 # spyne logs every fault with a full traceback at ERROR, and an XML syntax error with the
 # whole request; faults are logged once, briefly, by esb.soap.faults instead.

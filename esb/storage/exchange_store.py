@@ -160,21 +160,18 @@ def mailbox(
 def claim_documents(
     session: Session, *, state: DocumentState, limit: int, hub_id: str | None = None
 ) -> list[Document]:
-    """Up to ``limit`` documents in ``state``, locked for this transaction.
-
-    A batch skips rows another transaction holds (PostgreSQL), so concurrent workers never
-    take the same one; one named document waits for its row instead, so that the caller
-    sees the outcome of whoever held it.
-    """
+    """Up to ``limit`` documents in ``state``, locked for this transaction; rows another
+    transaction holds are skipped (PostgreSQL), so concurrent workers never take the same one."""
     query = (
         select(Document)
         .where(Document.state == state.value)
         .order_by(Document.priority.desc(), Document.id)
         .limit(limit)
+        .with_for_update(skip_locked=True)
     )
     if hub_id is not None:
-        return list(session.scalars(query.where(Document.hub_id == hub_id).with_for_update()))
-    return list(session.scalars(query.with_for_update(skip_locked=True)))
+        query = query.where(Document.hub_id == hub_id)
+    return list(session.scalars(query))
 
 
 def route_deliveries(session: Session, document: Document, now: datetime) -> list[str]:

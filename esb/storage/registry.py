@@ -38,6 +38,12 @@ def find_agency(session: Session, code: str) -> Agency | None:
     return session.scalars(select(Agency).where(Agency.code == code)).one_or_none()
 
 
+def agency_states(session: Session, codes: Sequence[str]) -> dict[str, str]:
+    """``{code: state}`` of the registered agencies among ``codes``, in one query."""
+    rows = session.execute(select(Agency.code, Agency.state).where(Agency.code.in_(list(codes))))
+    return {str(code): str(state) for code, state in rows.tuples()}
+
+
 def get_agency(session: Session, code: str) -> Agency:
     agency = find_agency(session, code)
     if agency is None:

@@ -31,7 +31,7 @@ def accept_without_routing(
 ) -> list[str]:
     """Documents accepted by a node that dies before routing them (they stay ``accepted``)."""
     acceptor = hub.node("node-acceptor")
-    monkeypatch.setattr(acceptor, "route", lambda *args, **kwargs: 0)
+    monkeypatch.setattr(acceptor, "_route_in", lambda *args, **kwargs: None)
     return [
         acceptor.send_document(
             hub.caller(SENDER), package=hub.edoc(SENDER, [B, C], number=str(n))

@@ -14,7 +14,9 @@ import itertools
 import random
 import re
 import secrets
+import threading
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
@@ -112,6 +114,12 @@ def pending(party: Any, message_type: str = "edoc") -> list[Any]:
     return list(party.service.GetPendingDocuments(message_type) or [])
 
 
+def recipients_of(receipt: Any) -> list[str]:
+    """The receipt's recipients, each of which must already have the document in its mailbox."""
+    assert {r.state for r in receipt.recipient} == {"pending"}
+    return sorted(r.organId for r in receipt.recipient)
+
+
 def fetch(party: Any, item: Any) -> bytes:
     """GetDocument inline, checked against the mailbox item."""
     content = party.service.GetDocument(item.hubDocumentId)
@@ -121,7 +129,7 @@ def fetch(party: Any, item: Any) -> bytes:
         item.sha256,
         item.size,
     )
-    data: bytes = content.package
+    data: bytes = content.edxmlPackage
     assert sha256(data) == item.sha256
     assert len(data) == item.size
     return data
@@ -134,7 +142,7 @@ def confirm(party: Any, item: Any) -> None:
 
 def events(party: Any, **which: str) -> list[tuple[str, str | None, str | None]]:
     """GetTrace as (event, recipient, sha256) triples."""
-    return [(e.event, e.recipient, e.sha256) for e in party.service.GetTrace(**which).event]
+    return [(e.kind, e.recipient, e.sha256) for e in party.service.GetTrace(**which).event]
 
 
 def stored_files(server: Any) -> set[Path]:
@@ -150,12 +158,12 @@ def test_two_agencies_exchange_a_document_its_statuses_and_the_trace(parties: An
     attachment = binary_attachment()
     package, number = edoc(a.code, [b.code], attachment=attachment)
 
-    receipt = a.service.SendDocument(package=package)
+    receipt = a.service.SendDocument(edxmlPackage=package)
     assert receipt.sha256 == sha256(package)
     assert receipt.size == len(package)
     assert receipt.documentId == document_id(a.code, number)
     assert receipt.duplicate is False
-    assert [(r.organId, r.state) for r in receipt.recipient] == [(b.code, "pending")]
+    assert recipients_of(receipt) == [b.code]
     hub_id = receipt.hubDocumentId
 
     [item] = pending(b)
@@ -193,18 +201,18 @@ def test_two_agencies_exchange_a_document_its_statuses_and_the_trace(parties: An
     status_receipts = []
     for code in codes:
         sent = status(b, a, number, code)
-        status_receipt = b.service.SendStatus(package=sent)
+        status_receipt = b.service.SendStatus(edxmlPackage=sent)
         assert status_receipt.sha256 == sha256(sent)
-        assert [(r.organId, r.state) for r in status_receipt.recipient] == [(a.code, "pending")]
+        assert recipients_of(status_receipt) == [a.code]
         status_receipts.append(status_receipt)
     notices = pending(a, "status")
     assert [n.statusCode for n in notices] == [code.value for code in codes]
     assert [n.hubDocumentId for n in notices] == [r.hubDocumentId for r in status_receipts]
     assert pending(b, "status") == []
-    for notice, code in zip(notices, codes, strict=True):
+    for notice, code, status_receipt in zip(notices, codes, status_receipts, strict=True):
         assert (notice["from"], notice.messageType, notice.relatesTo) == (b.code, "status", hub_id)
         data = fetch(a, notice)
-        assert sha256(data) == status_receipts[codes.index(code)].sha256  # statuses travel as sent
+        assert sha256(data) == status_receipt.sha256  # statuses travel as sent
         parsed = read_package(data).package
         assert isinstance(parsed, StatusPackage)
         assert parsed.status_code is code
@@ -216,7 +224,7 @@ def test_two_agencies_exchange_a_document_its_statuses_and_the_trace(parties: An
     by_document_id = a.service.GetTrace(documentId=receipt.documentId)
     assert zeep.helpers.serialize_object(by_document_id) == zeep.helpers.serialize_object(trace)
     # The content is purged as soon as its only recipient confirmed; the statuses come after.
-    assert [(e.event, e.recipient, e.sha256) for e in trace.event] == [
+    assert [(e.kind, e.recipient, e.sha256) for e in trace.event] == [
         ("accepted", None, receipt.sha256),
         ("routed", b.code, item.sha256),
         ("fetched", b.code, item.sha256),
@@ -224,7 +232,7 @@ def test_two_agencies_exchange_a_document_its_statuses_and_the_trace(parties: An
         ("purged", None, None),
         *[("status", a.code, r.sha256) for r in status_receipts],
     ]
-    statuses = [e for e in trace.event if e.event == "status"]
+    statuses = [e for e in trace.event if e.kind == "status"]
     assert [e.detail.split()[0] for e in statuses] == [code.value for code in codes]
     assert {e.actor for e in statuses} == {f"{b.code}/QLVB"}
     assert trace.event[0].actor == f"{a.code}/QLVB"
@@ -243,8 +251,8 @@ def test_each_of_three_recipients_gets_the_document_independently(parties: Any) 
     a, *recipients = parties(4)
     codes = [p.code for p in recipients]
     package, _ = edoc(a.code, codes, priority=Priority.KHAN)
-    receipt = a.service.SendDocument(package=package)
-    assert sorted((r.organId, r.state) for r in receipt.recipient) == sorted((c, "pending") for c in codes)
+    receipt = a.service.SendDocument(edxmlPackage=package)
+    assert recipients_of(receipt) == sorted(codes)
     hub_id = receipt.hubDocumentId
 
     items = {}
@@ -274,6 +282,67 @@ def test_each_of_three_recipients_gets_the_document_independently(parties: Any) 
     assert sorted(e[1] for e in trace if e[0] == "confirmed") == sorted(codes)
 
 
+def test_the_receipt_tells_the_mailbox_state_while_another_worker_routes(
+    live_server: Any, parties: Any
+) -> None:
+    """SendDocument while a second worker node polls as fast as it can.
+
+    The worker often claims the just-accepted document before the inline routing does; the
+    receipt must still say ``pending``, and the document be in the mailbox, when SendDocument
+    returns.  A regression test: the receipt said ``queued`` in 30-70 % of these sends before
+    inline routing waited for the worker's row.
+    """
+    a, b = parties(2)
+    runtime = live_server.runtime()
+    stop = threading.Event()
+
+    def poll() -> None:  # what every pass of a delivery worker starts with
+        while not stop.is_set():
+            runtime.exchange.route()
+
+    thread = threading.Thread(target=poll, name="second-worker")
+    thread.start()
+    observed = []
+    try:
+        for _ in range(12):
+            receipt = a.service.SendDocument(edxmlPackage=edoc(a.code, [b.code])[0])
+            listed = {i.hubDocumentId for i in b.service.GetPendingDocuments("edoc")}
+            observed.append((receipt.recipient[0].state, receipt.hubDocumentId in listed))
+    finally:
+        stop.set()
+        thread.join()
+        runtime.database.dispose()
+    assert observed == [("pending", True)] * 12
+
+
+def test_recipients_confirming_at_the_same_moment_complete_the_document(
+    live_server: Any, parties: Any
+) -> None:
+    """Two recipients confirm at once, a few times over: the last confirmation purges the content.
+
+    A regression test: on PostgreSQL each confirmation used to lock only its own delivery and
+    count the open ones under READ COMMITTED, so two concurrent ones each saw the other still
+    pending (write skew, about one time in three) and the content stayed until the retention
+    ended.  SQLite's BEGIN IMMEDIATE serialises them.
+    """
+    a, b, c = parties(3)
+    completed = []
+    for _ in range(10 if live_server.engine == "postgresql" else 3):
+        receipt = a.service.SendDocument(edxmlPackage=edoc(a.code, [b.code, c.code])[0])
+        items = [(p, pending(p)[0]) for p in (b, c)]
+        start = threading.Barrier(len(items))
+
+        def confirm_at_once(party: Any, item: Any, start: threading.Barrier = start) -> None:
+            start.wait(timeout=10)
+            confirm(party, item)
+
+        with ThreadPoolExecutor(max_workers=len(items)) as pool:
+            for done in [pool.submit(confirm_at_once, party, item) for party, item in items]:
+                done.result(timeout=30)
+        completed.append(events(a, hubDocumentId=receipt.hubDocumentId)[-1][0] == "purged")
+    assert all(completed)
+
+
 # -- 3. priority ----------------------------------------------------------------------------
 
 
@@ -289,10 +358,20 @@ def test_the_mailbox_lists_the_most_urgent_first(parties: Any) -> None:
     hub_ids = {}
     for priority in order:
         package, _ = edoc(a.code, [b.code], priority=priority)
-        hub_ids[a.service.SendDocument(package=package).hubDocumentId] = priority
+        hub_ids[a.service.SendDocument(edxmlPackage=package).hubDocumentId] = priority
     listed = pending(b)
     assert [item.priority for item in listed] == [4, 3, 2, 1, 0]
     assert [hub_ids[item.hubDocumentId] for item in listed] == sorted(order, reverse=True)
+
+    # Within one priority, the nearest due date first, then the oldest.
+    later, _ = edoc(a.code, [b.code], priority=Priority.KHAN, due_date=date(2031, 1, 2))
+    sooner, _ = edoc(a.code, [b.code], priority=Priority.KHAN, due_date=date(2031, 1, 1))
+    later_id = a.service.SendDocument(edxmlPackage=later).hubDocumentId
+    sooner_id = a.service.SendDocument(edxmlPackage=sooner).hubDocumentId
+    urgent = [(i.hubDocumentId, i.dueDate) for i in pending(b) if i.priority == int(Priority.KHAN)]
+    assert urgent == [(sooner_id, date(2031, 1, 1)), (later_id, date(2031, 1, 2))] + [
+        (hub_id, None) for hub_id, priority in hub_ids.items() if priority is Priority.KHAN
+    ]
 
 
 # -- 4. duplicates ------------------------------------------------------------------------------
@@ -301,12 +380,12 @@ def test_the_mailbox_lists_the_most_urgent_first(parties: Any) -> None:
 def test_sending_the_same_document_again_returns_the_first_receipt(parties: Any) -> None:
     a, b = parties(2)
     package, number = edoc(a.code, [b.code])
-    first = a.service.SendDocument(package=package)
-    again = a.service.SendDocument(package=package)
+    first = a.service.SendDocument(edxmlPackage=package)
+    again = a.service.SendDocument(edxmlPackage=package)
     # Rebuilt (a new TraceHeader time, so other bytes) with the same DocumentId: the same document.
     rebuilt, _ = edoc(a.code, [b.code], number=number)
     assert rebuilt != package
-    third = a.service.SendDocument(package=rebuilt)
+    third = a.service.SendDocument(edxmlPackage=rebuilt)
 
     assert first.duplicate is False
     assert (again.duplicate, third.duplicate) == (True, True)
@@ -324,7 +403,7 @@ def test_sending_the_same_document_again_returns_the_first_receipt(parties: Any)
 def test_a_wrong_digest_or_a_failure_keeps_the_document_pending(parties: Any) -> None:
     a, b = parties(2)
     package, _ = edoc(a.code, [b.code])
-    hub_id = a.service.SendDocument(package=package).hubDocumentId
+    hub_id = a.service.SendDocument(edxmlPackage=package).hubDocumentId
     [item] = pending(b)
     fetch(b, item)
 
@@ -443,7 +522,7 @@ def test_refused_packages_leave_nothing_behind(live_server: Any, trio: Any, case
     package, words = make(a, b, c, locked)
     before = mailboxes(a, b, c), stored_files(live_server)
 
-    detail = refused(a, operation, package=package)
+    detail = refused(a, operation, edxmlPackage=package)
     assert detail.code == code
     assert words in detail.message
 
@@ -457,8 +536,9 @@ def test_refused_packages_leave_nothing_behind(live_server: Any, trio: Any, case
 def test_other_agencies_cannot_touch_a_delivery(live_server: Any, trio: Any) -> None:
     a, b, c, _ = trio
     package, _ = edoc(a.code, [b.code])
-    hub_id = a.service.SendDocument(package=package).hubDocumentId
-    [item] = [i for i in pending(b) if i.hubDocumentId == hub_id]
+    hub_id = a.service.SendDocument(edxmlPackage=package).hubDocumentId
+    [item] = pending(b)
+    assert item.hubDocumentId == hub_id
     trace = events(a, hubDocumentId=hub_id)
     before = mailboxes(a, b, c), stored_files(live_server)
 
@@ -470,6 +550,11 @@ def test_other_agencies_cannot_touch_a_delivery(live_server: Any, trio: Any) -> 
         )
         assert refused(outsider, "GetDocument", hub_id).code == "Client.DocumentNotFound"
     assert refused(c, "GetTrace", hubDocumentId=hub_id).code == "Client.DocumentNotFound"
+    # Only a recipient reports on a document.
+    number = item.documentId.rsplit(",", 1)[1].split("/")[0]
+    assert refused(c, "SendStatus", edxmlPackage=status(c, a, number, StatusCode.ARRIVED)).code == (
+        "Client.StatusUnknownDocument"
+    )
     unknown = refused(c, "GetDocument", "00000000-0000-0000-0000-000000000000")
     assert unknown.code == "Client.DocumentNotFound"
 
@@ -484,7 +569,15 @@ def test_every_operation_needs_a_session(parties: Any, trio: Any) -> None:
     anonymous = parties.client()
     package, number = edoc(a.code, [b.code])
     calls = {
-        "SendDocument": {"package": package},
+        "SendDocument": {"edxmlPackage": package},
+        "SendStatus": {"edxmlPackage": status(b, a, number, StatusCode.ARRIVED)},
+        "RequestSendSpace": {
+            "recipient": [b.code],
+            "subject": "x",
+            "priority": 0,
+            "dataType": "edoc",
+            "protocol": "edXML",
+        },
         "GetPendingDocuments": {"messageType": "edoc"},
         "GetDocument": {"hubDocumentId": "00000000-0000-0000-0000-000000000000"},
         "ConfirmReceived": {"hubDocumentId": "x", "sha256": "0" * 64, "outcome": "done"},
