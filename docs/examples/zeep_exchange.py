@@ -127,7 +127,7 @@ def main() -> None:
     print(f"sent {fields['document_id']} as {hub_id}, sha256 {receipt.sha256[:16]}…")
 
     # 2. Hậu Giang lists its mailbox, fetches, checks the digest, confirms.
-    pending = exchange.GetPendingDocuments(messageType="edoc", _soapheaders=as_recipient)
+    pending = exchange.GetPendingDocuments(messageType="edoc", _soapheaders=as_recipient) or []
     item = next(i for i in pending if i.hubDocumentId == hub_id)
     print(f"{RECIPIENT} has it pending: from {item['from']}, priority {item.priority}, {item.size} bytes")
     fetched = exchange.GetDocument(hubDocumentId=hub_id, _soapheaders=as_recipient)
@@ -145,7 +145,8 @@ def main() -> None:
         status_fields = {**fields, "sender": RECIPIENT, "original_sender": SENDER, "code": code, "now": stamp}
         status = STATUS.format(**status_fields).encode("utf-8")
         exchange.SendStatus(edxmlPackage=status, _soapheaders=as_recipient)
-    for notice in exchange.GetPendingDocuments(messageType="status", _soapheaders=as_sender):
+    # An empty mailbox comes back as None in zeep: hence "or []".
+    for notice in exchange.GetPendingDocuments(messageType="status", _soapheaders=as_sender) or []:
         if notice.relatesTo != hub_id:
             continue
         body = exchange.GetDocument(hubDocumentId=notice.hubDocumentId, _soapheaders=as_sender).edxmlPackage

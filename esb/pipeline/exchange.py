@@ -316,21 +316,26 @@ class Exchange:
                 delivered_sha256=delivered.sha256,
                 delivery_note=_delivery_note(delivered, self.policy.hub_organ_id),
                 content_key=key,
-                state=DocumentState.ACCEPTED.value,
+                state=DocumentState.ROUTED.value,
                 accepted_at=now,
+                routed_at=now,
                 retain_until=now + retention,
                 warnings=len(result.warnings),
             )
             session.add(document)
             session.flush()
+            # Every recipient is a registered local agency (checked above): routing is the
+            # mailbox entry itself, written with the document (deliveries to other zones
+            # would stay queued for the worker's route step).
             session.add_all(
                 Delivery(
                     document_id=document.id,
                     recipient_code=recipient,
                     message_type=envelope.message_type.value,
                     priority=int(envelope.priority),
-                    state=DeliveryState.QUEUED.value,
+                    state=DeliveryState.PENDING.value,
                     delivered_sha256=delivered.sha256,
+                    available_at=now,
                     attempts=0,
                 )
                 for recipient in envelope.recipients
@@ -347,12 +352,12 @@ class Exchange:
                 sha256=result.sha256,
                 detail=detail,
             )
+            for recipient in envelope.recipients:
+                self._routed_event(session, document, recipient, now)
             if relates_to is not None:
                 self._record_relation(session, relates_to, document, envelope, now, actor)
             if space is not None:
                 self._use_space(session, space, document.hub_id)
-            session.flush()
-            self._route_in(session, document, now)
             return Receipt(
                 hub_document_id=document.hub_id,
                 document_id=document.document_id,
@@ -456,18 +461,21 @@ class Exchange:
     def _route_in(self, session: Session, document: Document, now: datetime) -> None:
         """Queued deliveries to local agencies enter their mailboxes, each with a ``routed`` event."""
         for recipient in store.route_deliveries(session, document, now):
-            store.add_event(
-                session,
-                document,
-                TraceKind.ROUTED,
-                at=now,
-                actor=f"hub:{self.policy.node_name}",
-                recipient=recipient,
-                sha256=document.delivered_sha256,
-                detail=document.delivery_note,
-            )
+            self._routed_event(session, document, recipient, now)
         document.state = DocumentState.ROUTED.value
         document.routed_at = now
+
+    def _routed_event(self, session: Session, document: Document, recipient: str, now: datetime) -> None:
+        store.add_event(
+            session,
+            document,
+            TraceKind.ROUTED,
+            at=now,
+            actor=f"hub:{self.policy.node_name}",
+            recipient=recipient,
+            sha256=document.delivered_sha256,
+            detail=document.delivery_note,
+        )
 
     # ------------------------------------------------------------------ receiving
 
@@ -504,7 +512,6 @@ class Exchange:
         """GetDocument: the delivered bytes (verified), or a download URL for large packages."""
         key, sha256, size = self._fetchable(caller, hub_id)
         if size > self.policy.inline_package_bytes:
-            self._record_fetch(caller, hub_id, sha256, "download URL issued")
             url = f"{self.policy.public_url}/download/{hub_id}"
             return FetchedDocument(hub_id, sha256, size, None, url)
         try:
@@ -515,9 +522,14 @@ class Exchange:
         self._record_fetch(caller, hub_id, sha256, None)
         return FetchedDocument(hub_id, sha256, size, data, None)
 
-    def download(self, caller: Caller, hub_id: str) -> Download:
-        """The delivered bytes as a stream: checked once in full before the first byte is sent."""
+    def download(self, caller: Caller, hub_id: str, *, head: bool = False) -> Download:
+        """The delivered bytes as a stream: checked once in full before the first byte is sent.
+
+        ``head`` (HTTP HEAD) only describes them: nothing is read, no fetch is recorded.
+        """
         key, sha256, size = self._fetchable(caller, hub_id)
+        if head:
+            return Download(hub_id, size, sha256, iter(()))
         try:
             self.content.verify(key, sha256=sha256, size=size)
         except ContentCorrupted:
@@ -570,17 +582,31 @@ class Exchange:
                 )
 
     def confirm(
-        self, caller: Caller, hub_id: str, sha256: str, outcome: Outcome, reason: str | None = None
+        self, caller: Caller, hub_id: str, sha256: str | None, outcome: Outcome, reason: str | None = None
     ) -> DeliveryState:
-        """ConfirmReceived: ``done`` with the digest of the bytes received ends this delivery."""
+        """ConfirmReceived: ``done`` with the digest of the bytes received ends this delivery.
+
+        Confirming ``done`` again with the right digest answers ``done`` (a retried call); a
+        wrong digest or ``fail`` on a delivery already done is refused, so the answer always
+        says what the hub holds.
+        """
         now = self.clock()
         actor = _actor(caller)
-        claimed = sha256.strip().lower()
+        claimed = (sha256 or "").strip().lower()
+        if outcome is Outcome.DONE and not claimed:
+            raise ClientError(
+                "confirming done needs the SHA-256 of the bytes received", code="Client.BadRequest"
+            )
         mismatch: str | None = None
         with self.database.transaction() as session:
             document, delivery = store.lock_delivery(session, hub_id, caller.agency_code)
             if delivery.state == DeliveryState.DONE.value:
-                return DeliveryState.DONE
+                if outcome is Outcome.DONE and claimed == delivery.delivered_sha256:
+                    return DeliveryState.DONE
+                raise ClientError(
+                    f"document {hub_id} was already confirmed done with the digest of the bytes delivered",
+                    code="Client.NotPending",
+                )
             if delivery.state != DeliveryState.PENDING.value:
                 raise ClientError(
                     f"document {hub_id} cannot be confirmed: its delivery is {delivery.state}",

@@ -232,7 +232,7 @@ class ExchangeService(TranslatingService):
 
     @rpc(
         _text(1, 64),
-        _text(1, 64),
+        _text(0, 64),
         _text(1, 8),
         _text(0, 512),
         _in_header=(AuthHeader,),
@@ -240,7 +240,7 @@ class ExchangeService(TranslatingService):
         _throws=[EsbFault],
     )
     def ConfirmReceived(
-        ctx: Any, hubDocumentId: str, sha256: str, outcome: str, reason: str | None
+        ctx: Any, hubDocumentId: str, sha256: str | None, outcome: str, reason: str | None
     ) -> Confirmation:
         """Confirm (done) with the SHA-256 of the bytes received, or report a failure (fail)."""
         caller = require_caller(ctx, SERVICE)

@@ -37,6 +37,7 @@ _STATUS = {
     "Client.ContentPurged": "410 Gone",
     "Client.PackageTooLarge": "413 Content Too Large",
     "Client.LengthRequired": "411 Length Required",
+    "Client.MethodNotAllowed": "405 Method Not Allowed",
 }
 
 
@@ -56,10 +57,11 @@ class TransferApp:
                 return self._upload(environ, start_response, identifier)
             if path.startswith("/download/") and method in ("GET", "HEAD"):
                 return self._download(environ, start_response, identifier, head=method == "HEAD")
-            return _error(
-                start_response,
-                ClientError(f"{method} is not allowed on {path}", code="Client.MethodNotAllowed"),
+            allow = "PUT" if path.startswith("/upload/") else "GET, HEAD"
+            error = ClientError(
+                f"{method} is not allowed on {path}; use {allow}", code="Client.MethodNotAllowed"
             )
+            return _error(start_response, error, [("Allow", allow)])
         except Exception as exc:  # noqa: BLE001 - the one place HTTP transfer errors become responses
             return _error(start_response, exc)
 
@@ -99,7 +101,7 @@ class TransferApp:
         self, environ: dict[str, Any], start_response: Callable[..., Any], hub_id: str, *, head: bool
     ) -> Iterable[bytes]:
         caller = self._caller(environ)
-        download = self.services.exchange.download(caller, hub_id)
+        download = self.services.exchange.download(caller, hub_id, head=head)
         start_response(
             "200 OK",
             [
@@ -123,17 +125,23 @@ def _stream(chunks: Iterator[bytes]) -> Iterator[bytes]:
         raise
 
 
-def _error(start_response: Callable[..., Any], exc: BaseException) -> list[bytes]:
+def _error(
+    start_response: Callable[..., Any], exc: BaseException, extra: list[tuple[str, str]] | None = None
+) -> list[bytes]:
     code, message, _, reference = describe(exc)
     status = _STATUS.get(code)
     if status is None:
         status = "400 Bad Request" if code.startswith("Client.") else "500 Internal Server Error"
-    return _json(start_response, status, {"code": code, "message": message, "reference": reference})
+    return _json(start_response, status, {"code": code, "message": message, "reference": reference}, extra)
 
 
-def _json(start_response: Callable[..., Any], status: str, payload: dict[str, Any]) -> list[bytes]:
+def _json(
+    start_response: Callable[..., Any],
+    status: str,
+    payload: dict[str, Any],
+    extra: list[tuple[str, str]] | None = None,
+) -> list[bytes]:
     body = json.dumps(payload, ensure_ascii=False).encode("utf-8")
-    start_response(
-        status, [("Content-Type", "application/json; charset=utf-8"), ("Content-Length", str(len(body)))]
-    )
+    headers = [("Content-Type", "application/json; charset=utf-8"), ("Content-Length", str(len(body)))]
+    start_response(status, headers + (extra or []))
     return [body]

@@ -228,16 +228,12 @@ def test_each_recipient_has_its_own_delivery_and_content_waits_for_the_last(hub:
         "fetched",
         "confirmed",
         "fetched",
-        "fetched",
         "confirmed",
         "purged",
     ]
     assert [e.recipient for e in events if e.kind is TraceKind.ROUTED] == [B, C]
-    assert [e.detail for e in events if e.kind is TraceKind.FETCHED] == [
-        None,
-        "download URL issued",
-        "streamed",
-    ]
+    # Handing out the download URL is not a fetch; streaming the bytes is.
+    assert [e.detail for e in events if e.kind is TraceKind.FETCHED] == [None, "streamed"]
 
 
 def test_mailbox_lists_most_urgent_first_then_due_date_then_age(hub: Hub) -> None:
@@ -369,8 +365,20 @@ def test_confirmations_that_do_not_end_the_delivery(hub: Hub) -> None:
     assert (events[4].detail, events[4].sha256) == ("không giải nén được tệp đính kèm", None)
     assert len(hub.blobs()) == 1
 
+    assert refused(lambda: hub.exchange.confirm(hub.caller(B), hub_id, None, Outcome.DONE)).code == (
+        "Client.BadRequest"  # done without a digest
+    )
     assert hub.exchange.confirm(hub.caller(B), hub_id, item.sha256, Outcome.DONE) is DeliveryState.DONE
     assert hub.blobs() == []
+
+    # A retried confirmation answers done; anything else after done is refused, not silently "done".
+    assert (
+        hub.exchange.confirm(hub.caller(B), hub_id, item.sha256.upper(), Outcome.DONE) is DeliveryState.DONE
+    )
+    for digest, outcome in ((wrong, Outcome.DONE), (None, Outcome.FAIL)):
+        assert refused(partial(hub.exchange.confirm, hub.caller(B), hub_id, digest, outcome)).code == (
+            "Client.NotPending"
+        )
 
 
 # -- refusals ------------------------------------------------------------------------------------------
@@ -665,16 +673,16 @@ def test_a_crash_while_routing_inside_acceptance_leaves_nothing(
 ) -> None:
     """Local routing is part of the acceptance transaction: a crash there is a crash of the
     whole acceptance (the worker's recovery of documents left ``accepted``: test_worker.py)."""
-    real = exchange_store.route_deliveries
+    real = hub.exchange._routed_event
     calls: list[str] = []
 
-    def route_deliveries(*args: object, **kwargs: object) -> list[str]:
+    def routed_event(*args: object, **kwargs: object) -> None:
         calls.append("route")
-        if len(calls) == 1:
+        if len(calls) == 2:  # after the first recipient's mailbox entry
             raise RuntimeError("the node was killed while routing")
-        return real(*args, **kwargs)  # type: ignore[arg-type]
+        real(*args, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(exchange_store, "route_deliveries", route_deliveries)
+    monkeypatch.setattr(hub.exchange, "_routed_event", routed_event)
 
     with pytest.raises(RuntimeError, match="killed while routing"):
         hub.exchange.send_document(hub.caller(SENDER), package=hub.edoc(SENDER, [B, C], number="119"))

@@ -12,12 +12,13 @@ from collections import Counter
 from typing import TYPE_CHECKING
 
 import pytest
+from sqlalchemy import delete, select
 
 from esb.domain.exchange import DeliveryState, DocumentState, MessageType, Outcome, TraceKind
 from esb.pipeline.exchange import Exchange
 from esb.pipeline.worker import DeliveryWorker, WorkReport
 from esb.storage import exchange_store
-from esb.storage.tables import Document
+from esb.storage.tables import Document, TraceEventRow
 
 if TYPE_CHECKING:
     from conftest import Hub
@@ -29,15 +30,29 @@ WAIT = 30  # seconds: a safety net for thread hand-offs, never an assertion on t
 def accept_without_routing(
     hub: Hub, monkeypatch: pytest.MonkeyPatch, count: int, first: int = 300
 ) -> list[str]:
-    """Documents accepted by a node that dies before routing them (they stay ``accepted``)."""
+    """Documents whose deliveries wait in ``queued`` for the worker's route step.
+
+    Acceptance routes local recipients itself; deliveries to other zones (bridges) are what
+    the route step is for.  Here accepted documents are put back to that state in the rows.
+    """
     acceptor = hub.node("node-acceptor")
-    monkeypatch.setattr(acceptor, "_route_in", lambda *args, **kwargs: None)
-    return [
+    hub_ids = [
         acceptor.send_document(
             hub.caller(SENDER), package=hub.edoc(SENDER, [B, C], number=str(n))
         ).hub_document_id
         for n in range(first, first + count)
     ]
+    with hub.runtime.database.transaction() as session:
+        for document in session.scalars(select(Document).where(Document.hub_id.in_(hub_ids))):
+            document.state, document.routed_at = DocumentState.ACCEPTED.value, None
+            for delivery in document.deliveries:
+                delivery.state, delivery.available_at = DeliveryState.QUEUED.value, None
+            session.execute(
+                delete(TraceEventRow).where(
+                    TraceEventRow.document_id == document.id, TraceEventRow.kind == TraceKind.ROUTED.value
+                )
+            )
+    return hub_ids
 
 
 def routed_events(hub: Hub) -> Counter[tuple[str, str | None]]:

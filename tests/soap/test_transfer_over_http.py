@@ -201,8 +201,8 @@ def test_large_package_comes_back_through_the_download_url(small_limits: Any, pa
     trace = [(e.kind, e.detail) for e in a.service.GetTrace(hubDocumentId=item.hubDocumentId).event]
     assert [kind for kind, _ in trace][:2] == ["accepted", "routed"]
     assert [kind for kind, _ in trace][-2:] == ["confirmed", "purged"]
-    assert ("fetched", "download URL issued") in trace
-    assert ("fetched", "streamed") in trace
+    # The URL handed out and the HEAD are not fetches; the streamed GET is, once.
+    assert [entry for entry in trace if entry[0] == "fetched"] == [("fetched", "streamed")]
 
 
 def test_packages_over_the_limit_are_refused(small_limits: Any, party_factory: Any) -> None:
@@ -296,11 +296,6 @@ def test_a_forged_session_key_is_unauthorized_on_the_transfer_urls(live_server: 
     assert json_error(requests.get(download, headers=forged, timeout=30), 401) == "Client.SessionInvalid"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a method other than PUT on /upload (GET/HEAD on /download) answers 400, not 405 with "
-    "an Allow header: esb/soap/transfer.py _STATUS has no entry for Client.MethodNotAllowed",
-)
 def test_a_wrong_method_on_a_transfer_url_is_405(live_server: Any, parties: Any) -> None:
     a, b = parties(2)
     allocated = space(a, [b.code])
