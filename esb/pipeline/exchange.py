@@ -2,17 +2,19 @@
 
 One package's path through the hub:
 
-1. **accept** (SendDocument / SendStatus): the bytes are spooled to a file, read by the
-   lenient edXML reader (streaming, attachments decoded and checked, never held in memory),
-   checked against the caller (From = authenticated agency) and the registry (every
-   recipient known and active), and stored; then *one* transaction writes the document,
-   one queued delivery per recipient and the ``accepted`` trace event.  A failure anywhere
-   before the commit removes the stored bytes: nothing partial remains.
-2. **route** (inline right after acceptance, and by ``esb worker`` for whatever a crash
-   left behind): the document is claimed (``SKIP LOCKED`` on PostgreSQL), the hub appends
-   its TraceHeader to a copy of the bytes (:mod:`esb.xml_processing.trace_splice`), the
-   copy is stored and every delivery becomes ``pending`` in its recipient's mailbox, with
-   the digest of the bytes it will receive.
+1. **accept** (SendDocument / SendStatus): the bytes (inline, or an upload space's file)
+   are read by the lenient edXML reader (streaming, attachments decoded and checked, never
+   held in memory) and checked against the caller (From = authenticated agency).  The bytes
+   recipients will get, the accepted ones with the hub's TraceHeader spliced in
+   (:mod:`esb.xml_processing.trace_splice`), go to the content store (``fsync``); the
+   accepted bytes themselves are kept only as digest and size.
+2. **route**, in the same single transaction: every recipient is checked in the registry
+   (known, active), and the document, one ``pending`` delivery per recipient (its mailbox
+   entry, with the digest of the bytes it will receive) and the ``accepted`` and
+   ``routed`` trace events are written.  A failure anywhere before the commit removes the
+   stored bytes: nothing partial remains.  Deliveries that must wait for another zone
+   (bridges) would stay ``queued`` for ``esb worker``'s route step, which claims documents
+   with ``FOR UPDATE SKIP LOCKED``.
 3. **fetch / confirm** per recipient: the stored bytes are re-checked against their digest
    on every read; ``done`` with the right digest ends a delivery.
 4. **purge**: when every delivery is done the content is deleted; metadata, digests and the
