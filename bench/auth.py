@@ -476,10 +476,38 @@ def free_port() -> int:
 
 
 @contextmanager
-def server(database_url: str, data_dir: Path, workers: int, log_path: Path) -> Iterator[str]:
-    """``esb serve`` on a free port; yields the base URL, stops the server at the end."""
+def gunicorn_server(command: list[str], env: dict[str, str], base: str, log_path: Path) -> Iterator[Any]:
+    """Start ``command`` (a gunicorn master), wait for ``/healthz``; yields the process, stops it after."""
     import requests
 
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"{command[2]} exited with {process.returncode}:\n{_tail(log_path)}")
+            try:
+                if requests.get(f"{base}/healthz", timeout=2).status_code == 200:
+                    break
+            except requests.RequestException:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the server did not become healthy within 60 s:\n{_tail(log_path)}")
+            time.sleep(0.2)
+        yield process
+    finally:
+        process.terminate()  # gunicorn: graceful stop of the master and its workers
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@contextmanager
+def server(database_url: str, data_dir: Path, workers: int, log_path: Path) -> Iterator[str]:
+    """``esb serve`` on a free port; yields the base URL, stops the server at the end."""
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     env = {k: v for k, v in os.environ.items() if not k.startswith("ESB_")}
@@ -498,29 +526,8 @@ def server(database_url: str, data_dir: Path, workers: int, log_path: Path) -> I
         "--database-url",
         database_url,
     ]
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(f"esb serve exited with {process.returncode}:\n{_tail(log_path)}")
-            try:
-                if requests.get(f"{base}/healthz", timeout=2).status_code == 200:
-                    break
-            except requests.RequestException:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"esb serve did not become healthy within 60 s:\n{_tail(log_path)}")
-            time.sleep(0.2)
+    with gunicorn_server(command, env, base, log_path):
         yield base
-    finally:
-        process.terminate()  # gunicorn: graceful stop of the master and its workers
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 def _tail(path: Path, lines: int = 30) -> str:

@@ -51,7 +51,6 @@ import queue
 import re
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -73,10 +72,10 @@ if str(_REPO) not in sys.path:  # run from a checkout without installing the pac
 from auth import (  # noqa: E402 - bench/auth.py, beside this script
     _between,
     _percentile,
-    _tail,
     authenticate_envelope,
     bench_database,
     free_port,
+    gunicorn_server,
     progress,
 )
 
@@ -559,36 +558,6 @@ def seed(database_url: str, data_dir: Path) -> dict[str, tuple[str, str]]:
     finally:
         runtime.database.dispose()
     return {c.agency: (c.accessKey, c.secretKey) for c in credentials}
-
-
-@contextlib.contextmanager
-def gunicorn_server(command: list[str], env: dict[str, str], base: str, log_path: Path) -> Iterator[Any]:
-    """Start ``command`` (a gunicorn master), wait for ``/healthz``; yields the process, stops it after."""
-    import requests
-
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(f"{command[2]} exited with {process.returncode}:\n{_tail(log_path)}")
-            try:
-                if requests.get(f"{base}/healthz", timeout=2).status_code == 200:
-                    break
-            except requests.RequestException:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"the server did not become healthy within 60 s:\n{_tail(log_path)}")
-            time.sleep(0.2)
-        yield process
-    finally:
-        process.terminate()  # gunicorn: graceful stop of the master and its workers
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 def _server_env(extra: dict[str, str] | None = None) -> dict[str, str]:
