@@ -220,14 +220,6 @@ def awaiting_purge(session: Session, limit: int) -> list[Document]:
     )
 
 
-def set_deliveries(session: Session, document: Document, old: DeliveryState, new: DeliveryState) -> None:
-    session.execute(
-        update(Delivery)
-        .where(Delivery.document_id == document.id, Delivery.state == old.value)
-        .values(state=new.value)
-    )
-
-
 def open_deliveries(session: Session, document: Document) -> int:
     return int(
         session.scalar(
