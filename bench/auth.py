@@ -563,29 +563,43 @@ def _cells(result: Result, baseline: Result) -> list[str]:
 
 def render(results: Sequence[Result], title: str) -> None:
     baseline = results[0]
-    cells = [_cells(r, baseline) for r in results]
+    print_table(title, TABLE_HEADERS, [_cells(r, baseline) for r in results])
+
+
+def print_table(
+    title: str,
+    headers: Sequence[str],
+    rows: Sequence[Sequence[str]],
+    *,
+    left: int = 1,
+    width: int = 120,
+    wrap_labels: bool = False,
+) -> None:
+    """A rich table (plain columns without rich): the first ``left`` columns left-aligned."""
     try:
         from rich.console import Console
         from rich.table import Table
     except ImportError:
         print(title)
-        widths = [max(len(h), *(len(c[i]) for c in cells)) for i, h in enumerate(TABLE_HEADERS)]
-        print("  ".join(h.ljust(w) for h, w in zip(TABLE_HEADERS, widths, strict=True)))
+        widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
+        print("  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)))
         print("  ".join("-" * w for w in widths))
-        for line in cells:
+        for row in rows:
             print(
                 "  ".join(
-                    c.ljust(w) if i == 0 else c.rjust(w)
-                    for i, (c, w) in enumerate(zip(line, widths, strict=True))
+                    c.ljust(w) if i < left else c.rjust(w)
+                    for i, (c, w) in enumerate(zip(row, widths, strict=True))
                 )
             )
+        print()
         return
     table = Table(title=title)
-    for i, header in enumerate(TABLE_HEADERS):
-        table.add_column(header, justify="left" if i == 0 else "right", no_wrap=True)
-    for line in cells:
-        table.add_row(*line)
-    Console(width=120).print(table)
+    for i, header in enumerate(headers):
+        label = i < left
+        table.add_column(header, justify="left" if label else "right", no_wrap=not (label and wrap_labels))
+    for row in rows:
+        table.add_row(*row)
+    Console(width=width).print(table)
 
 
 # main -------------------------------------------------------------------------------------------

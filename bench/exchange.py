@@ -76,6 +76,7 @@ from auth import (  # noqa: E402 - bench/auth.py, beside this script
     bench_database,
     free_port,
     gunicorn_server,
+    print_table,
     progress,
 )
 
@@ -1033,29 +1034,7 @@ def _ms(seconds: float) -> str:
 
 
 def _table(title: str, headers: Sequence[str], rows: Sequence[Sequence[str]], left: int = 1) -> None:
-    try:
-        from rich.console import Console
-        from rich.table import Table
-    except ImportError:
-        print(title)
-        widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
-        print("  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)))
-        print("  ".join("-" * w for w in widths))
-        for row in rows:
-            print(
-                "  ".join(
-                    c.ljust(w) if i < left else c.rjust(w)
-                    for i, (c, w) in enumerate(zip(row, widths, strict=True))
-                )
-            )
-        print()
-        return
-    table = Table(title=title)
-    for i, header in enumerate(headers):
-        table.add_column(header, justify="left" if i < left else "right", no_wrap=i >= left)
-    for row in rows:
-        table.add_row(*row)
-    Console(width=130).print(table)
+    print_table(title, headers, rows, left=left, width=130, wrap_labels=True)
 
 
 @dataclass(frozen=True)
