@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import hmac
 import itertools
 import os
 import secrets
@@ -36,12 +35,13 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
+from hmac_signing import hmac_signed
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 from zeep.cache import InMemoryCache
 from zeep.transports import Transport
 
-from esb.domain.access import AgencyState, string_to_sign
+from esb.domain.access import AgencyState
 from esb.domain.agencies import AgencyRecord
 from esb.pipeline.demo_seed import DemoCredential, seed_demo
 from esb.settings import Settings
@@ -385,24 +385,6 @@ def fresh_agency_code() -> str:
     """A conforming QCVN 102 code no other test of the session uses (``000.KK.JJ.H53``, JJ ≥ 50)."""
     n = next(_agency_numbers)
     return f"000.{n % 99 + 1:02d}.{50 + n // 99:02d}.H53"
-
-
-def hmac_signed(credential: DemoCredential, *, target: str | None = None) -> dict[str, str]:
-    """Authenticate's arguments signed with the credential's secret key (HMAC-SHA256)."""
-    timestamp = datetime.now(UTC).isoformat(timespec="seconds")
-    nonce = secrets.token_hex(8)
-    message = string_to_sign(credential.accessKey, timestamp, nonce, "HMAC-SHA256", target)
-    signature = base64.b64encode(hmac.new(credential.secretKey.encode(), message, hashlib.sha256).digest())
-    fields = {
-        "accessKey": credential.accessKey,
-        "timestamp": timestamp,
-        "nonce": nonce,
-        "algorithm": "HMAC-SHA256",
-        "signature": signature.decode(),
-    }
-    if target is not None:
-        fields["target"] = target
-    return fields
 
 
 @dataclass(frozen=True)

@@ -8,21 +8,18 @@ fault details, replay and clock skew, and the WSGI guard as seen by a client.
 from __future__ import annotations
 
 import base64
-import hashlib
-import hmac
-import secrets
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 import requests
 import zeep
+from hmac_signing import hmac_signed
 from lxml import etree
 from zeep.exceptions import Fault
 from zeep.plugins import HistoryPlugin
 
 from esb.clients.zeep_wsse import signed_requests
-from esb.domain.access import string_to_sign
 from esb.soap.app import SERVICES, interface_document
 
 NS = "urn:lgsp-esb:auth:1"
@@ -30,23 +27,6 @@ SOURCE = "000.00.00.H53"  # UBND tỉnh Tây Ninh
 DESTINATION = "000.00.00.H30"  # UBND tỉnh Hậu Giang
 OTHER = "000.00.00.G22"
 HARDENED = zeep.Settings(forbid_dtd=True, forbid_entities=True, forbid_external=True, strict=True)
-
-
-def signed(credential: Any, *, target: str | None = None, at: datetime | None = None) -> dict[str, str]:
-    timestamp = (at or datetime.now(UTC)).isoformat(timespec="seconds")
-    nonce = secrets.token_hex(8)
-    message = string_to_sign(credential.accessKey, timestamp, nonce, "HMAC-SHA256", target)
-    signature = base64.b64encode(hmac.new(credential.secretKey.encode(), message, hashlib.sha256).digest())
-    fields = {
-        "accessKey": credential.accessKey,
-        "timestamp": timestamp,
-        "nonce": nonce,
-        "algorithm": "HMAC-SHA256",
-        "signature": signature.decode(),
-    }
-    if target is not None:
-        fields["target"] = target
-    return fields
 
 
 def fault_detail(client: zeep.Client, fault: Fault) -> Any:
@@ -61,7 +41,7 @@ def client(live_server: Any) -> zeep.Client:
 
 def test_authenticate_then_call_with_the_session_header(live_server: Any, client: zeep.Client) -> None:
     credential = live_server.credential(SOURCE)
-    ticket = client.service.Authenticate(**signed(credential))
+    ticket = client.service.Authenticate(**hmac_signed(credential))
     assert ticket.agency == SOURCE
     assert ticket.application == "QLVB"
     assert ticket.expiresAt > datetime.now(UTC) + timedelta(minutes=25)
@@ -72,7 +52,7 @@ def test_authenticate_then_call_with_the_session_header(live_server: Any, client
 
 def test_rejections_are_typed_faults_with_stable_codes(live_server: Any, client: zeep.Client) -> None:
     credential = live_server.credential(SOURCE)
-    request = signed(credential)
+    request = hmac_signed(credential)
     client.service.Authenticate(**request)
 
     with pytest.raises(Fault) as replay:
@@ -82,10 +62,10 @@ def test_rejections_are_typed_faults_with_stable_codes(live_server: Any, client:
     assert detail.code == "Client.ReplayDetected"
     assert len(detail.reference) == 12
 
-    wrong = {**signed(credential), "signature": base64.b64encode(b"x" * 32).decode()}
+    wrong = {**hmac_signed(credential), "signature": base64.b64encode(b"x" * 32).decode()}
     with pytest.raises(Fault) as bad_signature:
         client.service.Authenticate(**wrong)
-    unknown = {**signed(credential), "accessKey": "AK" + "A" * 20}
+    unknown = {**hmac_signed(credential), "accessKey": "AK" + "A" * 20}
     with pytest.raises(Fault) as unknown_key:
         client.service.Authenticate(**unknown)
     # No "key exists" oracle: the same code and the same words.
@@ -97,7 +77,7 @@ def test_rejections_are_typed_faults_with_stable_codes(live_server: Any, client:
 def test_clock_skew_fault_tells_the_server_time(live_server: Any, client: zeep.Client) -> None:
     late = datetime.now(UTC) - timedelta(minutes=10)
     with pytest.raises(Fault) as skew:
-        client.service.Authenticate(**signed(live_server.credential(SOURCE), at=late))
+        client.service.Authenticate(**hmac_signed(live_server.credential(SOURCE), at=late))
     detail = fault_detail(client, skew.value)
     assert detail.code == "Client.ClockSkew"
     assert abs(detail.serverTime - datetime.now(UTC)) < timedelta(seconds=30)
@@ -108,18 +88,18 @@ def test_clock_skew_fault_tells_the_server_time(live_server: Any, client: zeep.C
 def test_six_step_flow_between_two_applications(live_server: Any, client: zeep.Client) -> None:
     source, destination = live_server.credential(SOURCE), live_server.credential(DESTINATION)
     # 1-2: the source asks for a session key towards the destination.
-    ticket = client.service.Authenticate(**signed(source, target=DESTINATION))
+    ticket = client.service.Authenticate(**hmac_signed(source, target=DESTINATION))
     assert ticket.target == DESTINATION
     # 3: the source presents it to the destination (outside the hub).
     # 4-5: the destination, signing with its own key, asks the hub to confirm.
-    own = signed(destination, target=ticket.sessionToken)
+    own = hmac_signed(destination, target=ticket.sessionToken)
     own.pop("target")
     confirmation = client.service.VerifyAccess(ticket.sessionToken, source.accessKey, own)
     assert confirmation.requesterAgency == SOURCE
     assert confirmation.requesterAccessKey == source.accessKey
     assert confirmation.destinationAgency == DESTINATION
     # A third agency cannot use the source's session key.
-    other = signed(live_server.credential(OTHER), target=ticket.sessionToken)
+    other = hmac_signed(live_server.credential(OTHER), target=ticket.sessionToken)
     other.pop("target")
     with pytest.raises(Fault) as denied:
         client.service.VerifyAccess(ticket.sessionToken, None, other)
@@ -273,7 +253,7 @@ def test_the_guard_refuses_before_spyne_parses(live_server: Any, case: str) -> N
 
 def test_no_traceback_in_server_log_for_client_faults(live_server: Any, client: zeep.Client) -> None:
     with pytest.raises(Fault):
-        client.service.Authenticate(**{**signed(live_server.credential(SOURCE)), "algorithm": "MD5"})
+        client.service.Authenticate(**{**hmac_signed(live_server.credential(SOURCE)), "algorithm": "MD5"})
     log = live_server.log.read_text(encoding="utf-8", errors="replace")
     assert "Traceback" not in log
     for credential in live_server.credentials:
