@@ -26,6 +26,16 @@
   purge, expiry); set false when ``esb worker`` runs separately.
 * ``ESB_NODE_NAME`` (host name): names this node in trace events.
 * ``ESB_MAX_REQUEST_BYTES`` (10485760): largest SOAP request (packages go by upload space).
+* ``ESB_SIGNATURE_POLICY`` (``record``): what the hub does with package signatures for agencies
+  that set no policy of their own: ``off``, ``record`` (verify, record, deliver) or ``require``.
+* ``ESB_SIGNATURE_ALLOW_SHA1`` (false): count RSA-SHA1/SHA-1 package signatures as valid (still
+  reported as weak); otherwise they are ``invalid`` (``weak-algorithm``).
+* ``ESB_TRUST_DIR`` (``<data dir>/trust``): trust anchors for package signatures, in
+  ``anchors/``, ``intermediates/`` and ``crls/`` (PEM or DER files).
+* ``ESB_HUB_KEY_FILE`` / ``ESB_HUB_CERT_FILE`` (``<data dir>/hub/key.pem`` / ``cert.pem``): the key
+  the hub signs its receipts with, and its certificate (then its chain).  When neither is set
+  and the files are missing, a self-signed pair is made there on first start (mode 0600).
+* ``ESB_HUB_KEY_PASSWORD_FILE``: a file holding the password of an encrypted hub key.
 """
 
 from __future__ import annotations
@@ -65,6 +75,12 @@ class Settings:
     retention: timedelta = timedelta(days=30)
     in_process_worker: bool = True
     node_name: str = field(default_factory=socket.gethostname)
+    signature_policy: str = "record"
+    signature_allow_sha1: bool = False
+    trust_dir: Path | None = None
+    hub_key_file: Path | None = None
+    hub_cert_file: Path | None = None
+    hub_key_password_file: Path | None = None
 
     def __post_init__(self) -> None:
         if not self.database_url:
@@ -72,10 +88,28 @@ class Settings:
         if self.master_key_file is None:
             object.__setattr__(self, "master_key_file", self.data_dir / "master.key")
         object.__setattr__(self, "public_url", self.public_url.rstrip("/"))
+        for name, default in (
+            ("trust_dir", self.data_dir / "trust"),
+            ("hub_key_file", self.data_dir / "hub" / "key.pem"),
+            ("hub_cert_file", self.data_dir / "hub" / "cert.pem"),
+        ):
+            if getattr(self, name) is None:
+                object.__setattr__(self, name, default)
+        if self.signature_policy not in ("off", "record", "require"):
+            raise ConfigurationError(
+                f"ESB_SIGNATURE_POLICY must be off, record or require, not {self.signature_policy!r}"
+            )
         if self.content_store not in ("directory", "database"):
             raise ConfigurationError(
                 f"ESB_CONTENT_STORE must be directory or database, not {self.content_store!r}"
             )
+
+    @property
+    def hub_key_is_default(self) -> bool:
+        """Both hub key files are the defaults under the data directory (a pair may be made there)."""
+        return self.hub_key_file == self.data_dir / "hub" / "key.pem" and (
+            self.hub_cert_file == self.data_dir / "hub" / "cert.pem"
+        )
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> Settings:
@@ -102,6 +136,12 @@ class Settings:
             "retention": timedelta(days=_int(env, "ESB_RETENTION_DAYS", 30)),
             "in_process_worker": _bool(env, "ESB_WORKER", default=True),
             "node_name": env.get("ESB_NODE_NAME") or socket.gethostname(),
+            "signature_policy": env.get("ESB_SIGNATURE_POLICY", "record").strip().lower(),
+            "signature_allow_sha1": _bool(env, "ESB_SIGNATURE_ALLOW_SHA1"),
+            "trust_dir": _path(env, "ESB_TRUST_DIR"),
+            "hub_key_file": _path(env, "ESB_HUB_KEY_FILE"),
+            "hub_cert_file": _path(env, "ESB_HUB_CERT_FILE"),
+            "hub_key_password_file": _path(env, "ESB_HUB_KEY_PASSWORD_FILE"),
         }
         values.update({key: value for key, value in overrides.items() if value is not None})
         return cls(**values)  # type: ignore[arg-type]
@@ -121,6 +161,11 @@ def _int(env: Mapping[str, str], name: str, default: int, *, minimum: int = 1) -
     if value < minimum:
         raise ConfigurationError(f"{name} must be at least {minimum}, not {value}")
     return value
+
+
+def _path(env: Mapping[str, str], name: str) -> Path | None:
+    raw = env.get(name, "").strip()
+    return Path(raw) if raw else None
 
 
 def _bool(env: Mapping[str, str], name: str, *, default: bool = False) -> bool:

@@ -11,13 +11,19 @@ import logging
 from dataclasses import dataclass
 
 from esb import __version__
+from esb.clock import utc_now
 from esb.domain.identifiers import classify_organ_id
+from esb.domain.signatures import SignaturePolicy
 from esb.errors import ConfigurationError
 from esb.pipeline.authentication import Authenticator, AuthPolicy
 from esb.pipeline.exchange import Exchange, ExchangePolicy
+from esb.pipeline.receipts import ReceiptIssuer
 from esb.pipeline.registration import Registration
+from esb.pipeline.signature_policy import SignatureRules
 from esb.pipeline.worker import DeliveryWorker
+from esb.security.hub_key import load_hub_key
 from esb.security.secret_box import SecretBox
+from esb.security.trust_store import TrustStore
 from esb.settings import Settings
 from esb.soap.app import create_wsgi_app
 from esb.soap.context import Services
@@ -79,7 +85,25 @@ def build_exchange(settings: Settings, database: Database) -> Exchange:
         retention=settings.retention,
         node_name=settings.node_name,
     )
-    return Exchange(database, content, settings.data_dir / "work", policy)
+    hub_key = load_hub_key(
+        settings.hub_key_file or settings.data_dir / "hub" / "key.pem",
+        settings.hub_cert_file or settings.data_dir / "hub" / "cert.pem",
+        password_file=settings.hub_key_password_file,
+        create_if_missing=settings.hub_key_is_default,
+        hub_name=f"LGSP hub {settings.hub_organ_id}",
+        hub_organ_id=settings.hub_organ_id,
+        now=utc_now(),
+    )
+    signatures = SignatureRules(
+        trust=TrustStore.from_directory(settings.trust_dir or settings.data_dir / "trust"),
+        default_policy=SignaturePolicy(settings.signature_policy),
+        allow_legacy=settings.signature_allow_sha1,
+        max_bytes=settings.max_package_bytes,
+    )
+    receipts = ReceiptIssuer(database, hub_key, hub_organ_id=settings.hub_organ_id)
+    return Exchange(
+        database, content, settings.data_dir / "work", policy, signatures=signatures, receipts=receipts
+    )
 
 
 def build_wsgi_app(runtime: Runtime) -> WsgiApp:

@@ -5,7 +5,10 @@ validates and inspects it, builds the recipient's status 01 answer, and validate
 shared real-world sample it can find, printing each step as tables.
 
 ``esb demo seed`` registers demo agencies, their applications and one key pair each, and
-writes the credentials (with their secret keys) to a file readable by its owner only.
+writes the credentials (with their secret keys) to a file readable by its owner only.  It
+also writes a demo PKI into the data directory when none is there (trust anchors, the hub's
+receipt key, a signing key per demo agency; see ``esb pki demo``) and registers each demo
+agency's certificate as its signing certificate.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import json
 import os
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from rich.table import Table
@@ -23,11 +26,23 @@ from rich.table import Table
 from esb.cli import rendering
 from esb.cli.edxml_commands import build_to_file, validate_file
 from esb.cli.main import reports_errors
-from esb.cli.registry_commands import database_options, opened_runtime
+from esb.cli.registry_commands import database_options, load_settings, opened_runtime
+from esb.cli.signature_commands import (
+    RegisteredCertificate,
+    print_demo_pki,
+    register_certificate_files,
+    write_pki,
+)
 from esb.domain.edxml_dates import VN_TZ, format_date
 from esb.domain.edxml_model import EdocPackage
-from esb.errors import EdxmlBuildError
+from esb.errors import EdxmlBuildError, EsbError
 from esb.xml_processing.edxml_reader import read_package
+
+if TYPE_CHECKING:
+    from esb.security.pki import DemoPki
+
+# Present once a demo PKI is complete (esb.security.pki.write_demo_pki writes it last).
+DEMO_ROOT = Path("trust/anchors/demo-root-ca.pem")
 
 TAY_NINH_FINANCE = {
     "organ_id": "000.00.11.H53",
@@ -169,11 +184,25 @@ def _find_samples() -> Path | None:
 @reports_errors
 def seed(credentials_out: Path, database_url: str | None, data_dir: Path | None) -> None:
     """Register demo agencies with a QLVB application and a key pair each; save the credentials."""
-    from esb.pipeline.demo_seed import seed_demo
+    from esb.pipeline.demo_seed import DEMO_AGENCIES, seed_demo
 
+    settings = load_settings(database_url, data_dir)
+    pki_dir = settings.data_dir
+    written: DemoPki | None = None
+    skipped = _demo_pki_obstacle(pki_dir)
+    if skipped is None and not (pki_dir / DEMO_ROOT).exists():
+        # Before the runtime opens: it would make a self-signed hub key where the demo one goes.
+        agencies = [(record.code, record.name) for record in DEMO_AGENCIES]
+        written = write_pki(pki_dir, agencies, settings, overwrite=False)
     with opened_runtime(database_url, data_dir) as runtime:
-        settings = runtime.settings
         credentials = seed_demo(runtime.registration)
+        certificate_files = {
+            record.code: pki_dir / "agencies" / record.code / "cert.pem"
+            for record in DEMO_AGENCIES
+            if (pki_dir / "agencies" / record.code / "cert.pem").is_file()
+        }
+        registered = register_certificate_files(runtime.registration, certificate_files)
+    _print_pki_summary(pki_dir, written, registered, skipped)
     if not credentials:
         rendering.console.print(
             "The demo agencies, applications and keys are already registered: no new key was issued "
@@ -203,6 +232,50 @@ def seed(credentials_out: Path, database_url: str | None, data_dir: Path | None)
         f"Next: start the services with [bold]esb serve {where}[/] (same database, same master key), "
         "then call Authenticate at /soap/Auth with an accessKey and its secretKey (see the README)."
     )
+
+
+def _demo_pki_obstacle(pki_dir: Path) -> str | None:
+    """Why no demo PKI may be written into ``pki_dir``, or None.
+
+    The hub key there is replaced only when it is missing or self-signed (the one a hub makes
+    for itself on first start); a key issued by a real CA is never overwritten.
+    """
+    from esb.security.pki import load_certificates
+
+    cert = pki_dir / "hub" / "cert.pem"
+    if (pki_dir / DEMO_ROOT).exists() or not cert.exists():
+        return None
+    try:
+        certificate = load_certificates(cert.read_bytes())[0]
+    except (OSError, EsbError):
+        return f"{cert} is not readable"
+    if certificate.issuer != certificate.subject:
+        return f"{cert} is a hub certificate issued by {certificate.issuer.rfc4514_string()}"
+    return None
+
+
+def _print_pki_summary(
+    pki_dir: Path, written: DemoPki | None, registered: list[RegisteredCertificate], skipped: str | None
+) -> None:
+    new = [item for item in registered if item.new]
+    if written is not None:
+        print_demo_pki(written, registered, title=f"demo PKI written to {pki_dir}")
+    elif skipped is not None:
+        rendering.console.print(
+            f"No demo PKI was written: {skipped} (it is kept). Use esb pki demo --out DIR for one elsewhere."
+        )
+    elif registered:
+        rendering.console.print(
+            f"The demo PKI in {pki_dir} is kept; {len(new)} certificate(s) newly registered."
+        )
+    if written is not None or registered:
+        rendering.console.print(
+            f"Signing keys of the demo agencies: [bold]{pki_dir / 'agencies'}/<code>/key.pem[/] "
+            f"(certificates: cert.pem); the hub's receipt key: {pki_dir / 'hub' / 'key.pem'}; "
+            f"trust anchors: {pki_dir / 'trust'}.\n"
+            f"Sign a package: esb sign FILE --key {pki_dir / 'agencies'}/<code>/key.pem "
+            f"--cert {pki_dir / 'agencies'}/<code>/cert.pem"
+        )
 
 
 def _merge_credentials(path: Path, new: list[dict[str, str]]) -> list[dict[str, str]]:

@@ -49,11 +49,13 @@ def cli() -> None:
 
 
 def main() -> None:
+    from esb.cli.audit_commands import audit, evidence
     from esb.cli.demo import demo
     from esb.cli.edxml_commands import edxml
     from esb.cli.exchange_commands import documents, worker
     from esb.cli.registry_commands import agency, app, db, keys
     from esb.cli.serve import serve
+    from esb.cli.signature_commands import pki, sign, verify
     from esb.cli.wsdl_commands import wsdl
 
     cli.add_command(edxml)
@@ -64,6 +66,8 @@ def main() -> None:
     cli.add_command(wsdl)
     cli.add_command(worker)
     cli.add_command(documents)
+    for command in (sign, verify, pki, audit, evidence):
+        cli.add_command(command)
     cli(prog_name="esb")
 
 

@@ -1,5 +1,8 @@
 """``esb agency | app | keys | db``: the operator's registry of agencies, applications and keys.
 
+``esb agency certificate add|list|remove`` registers the certificates an agency signs its
+packages with, and ``esb agency policy`` sets what the hub does with its signatures.
+
 Every command takes ``--database-url`` and ``--data-dir`` (or ``ESB_DATABASE_URL`` and
 ``ESB_DATA_DIR``) and migrates the schema before it runs, so a fresh data directory works
 at once.  Secret keys are printed exactly once, by ``keys issue`` and ``keys rotate``; no
@@ -32,11 +35,12 @@ from esb.clock import utc_now
 from esb.domain.access import HUB_SERVICES, AccessRule, AgencyState, Effect, RuleScope
 from esb.domain.agencies import AgencyRecord, record_from_row
 from esb.domain.identifiers import is_conforming
+from esb.domain.signatures import SignaturePolicy
 from esb.errors import ClientError, InvalidIdentifier
 from esb.settings import Settings
 
 if TYPE_CHECKING:
-    from esb.pipeline.registration import IssuedKey, KeyInfo
+    from esb.pipeline.registration import IssuedKey, KeyInfo, SigningCertificateInfo
     from esb.storage.tables import Agency, Application
     from esb.wiring import Runtime
 
@@ -193,6 +197,7 @@ def _agency_view(row: Agency) -> dict[str, Any]:
         "email": row.email,
         "account": row.account,
         "state": row.state,
+        "signature_policy": row.signature_policy,
         "created_at": _iso(row.created_at),
         "updated_at": _iso(row.updated_at),
     }
@@ -201,7 +206,7 @@ def _agency_view(row: Agency) -> dict[str, Any]:
 def _print_agencies(views: Sequence[Mapping[str, Any]], *, title: str) -> None:
     table = Table(title=title, title_justify="left")
     table.add_column("code", no_wrap=True)
-    for column in ("name", "QĐ 20", "parent", "state"):
+    for column in ("name", "QĐ 20", "parent", "state", "signatures"):
         table.add_column(column, overflow="fold")
     for view in views:
         state = view["state"]
@@ -211,6 +216,7 @@ def _print_agencies(views: Sequence[Mapping[str, Any]], *, title: str) -> None:
             view["qd20_code"] or "",
             view["parent_code"] or "",
             f"[red]{state}[/]" if state == AgencyState.LOCKED.value else f"[green]{state}[/]",
+            view["signature_policy"] or "[dim](default)[/]",
         )
     console.print(table)
 
@@ -443,6 +449,132 @@ def agency_lock(code: str, database_url: str | None, data_dir: Path | None) -> N
 def agency_unlock(code: str, database_url: str | None, data_dir: Path | None) -> None:
     """Unlock a locked agency."""
     _set_state(code, AgencyState.ACTIVE, database_url, data_dir)
+
+
+# -- esb agency policy / certificate -------------------------------------------------------------
+
+POLICY_CHOICES = (*(p.value for p in SignaturePolicy), "default")
+
+
+@agency.command("policy")
+@click.argument("code")
+@click.argument("policy", type=click.Choice(POLICY_CHOICES))
+@database_options
+@reports_errors
+def agency_policy(code: str, policy: str, database_url: str | None, data_dir: Path | None) -> None:
+    """Set what the hub does with CODE's package signatures: off, record, require, or default.
+
+    \b
+    off      not verified (verdict not-checked)
+    record   verified, the verdict recorded in the trace and receipts; delivered whatever it is
+    require  anything but a valid signature is refused
+    default  clear the agency's own policy: the hub's ESB_SIGNATURE_POLICY applies
+    The strictest policy of the sender and the recipients applies to each package.
+    """
+    chosen = None if policy == "default" else SignaturePolicy(policy)
+    with opened_runtime(database_url, data_dir) as runtime:
+        view = _agency_view(runtime.registration.set_signature_policy(code, chosen))
+        hub_default = runtime.settings.signature_policy
+    _print_agencies([view], title="signature policy set")
+    if chosen is None:
+        console.print(f"{code} follows the hub's default policy ({hub_default}).")
+
+
+@agency.group("certificate")
+def agency_certificate() -> None:
+    """The certificates an agency signs its packages with.
+
+    Once an agency has registered certificates, a package it sends counts as validly signed
+    only when the signer is one of them (otherwise: signer-not-registered).
+    """
+
+
+def _certificate_view(info: SigningCertificateInfo, now: datetime) -> dict[str, Any]:
+    return {
+        "agency": info.agency_code,
+        "sha256": info.sha256,
+        "subject": info.subject,
+        "issuer": info.issuer,
+        "serial": info.serial,
+        "not_before": _iso(info.not_before),
+        "not_after": _iso(info.not_after),
+        "added_at": _iso(info.added_at),
+        "removed_at": _iso(info.removed_at),
+        "state": info.state(now),
+    }
+
+
+_CERTIFICATE_STYLE = {"active": "green", "expired": "yellow", "removed": "dim"}
+
+
+def _print_certificates(views: Sequence[Mapping[str, Any]], *, title: str) -> None:
+    table = Table(title=title, title_justify="left")
+    table.add_column("agency", no_wrap=True)
+    table.add_column("state", no_wrap=True)
+    table.add_column("sha256", overflow="fold", min_width=16)
+    for column in ("subject", "not after", "added", "removed"):
+        table.add_column(column, overflow="fold")
+    for view in views:
+        state = view["state"]
+        table.add_row(
+            view["agency"],
+            f"[{_CERTIFICATE_STYLE[state]}]{state}[/]",
+            view["sha256"],
+            view["subject"],
+            datetime.fromisoformat(view["not_after"]).astimezone().strftime("%Y-%m-%d"),
+            _when(datetime.fromisoformat(view["added_at"])),
+            _when(datetime.fromisoformat(view["removed_at"])) if view["removed_at"] else "",
+        )
+    console.print(table)
+
+
+@agency_certificate.command("add")
+@click.argument("code")
+@click.argument("certificate", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@database_options
+@reports_errors
+def agency_certificate_add(
+    code: str, certificate: Path, database_url: str | None, data_dir: Path | None
+) -> None:
+    """Register CERTIFICATE (.pem or .der; of a chain, the first) as one CODE signs packages with."""
+    data = certificate.read_bytes()
+    with opened_runtime(database_url, data_dir) as runtime:
+        info = runtime.registration.add_signing_certificate(code, data)
+    _print_certificates([_certificate_view(info, utc_now())], title="signing certificate registered")
+
+
+@agency_certificate.command("list")
+@click.argument("code", required=False)
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array instead of a table.")
+@database_options
+@reports_errors
+def agency_certificate_list(
+    code: str | None, as_json: bool, database_url: str | None, data_dir: Path | None
+) -> None:
+    """List the signing certificates of agency CODE (default: of every agency), removed ones too."""
+    now = utc_now()
+    with opened_runtime(database_url, data_dir) as runtime:
+        views = [_certificate_view(info, now) for info in runtime.registration.signing_certificates(code)]
+    if as_json:
+        _echo_json(views)
+        return
+    _print_certificates(views, title="signing certificates")
+    active = sum(1 for view in views if view["state"] == "active")
+    console.print(f"{len(views)} certificate(s), {active} active")
+
+
+@agency_certificate.command("remove")
+@click.argument("code")
+@click.argument("sha256_prefix", metavar="SHA256-PREFIX")
+@database_options
+@reports_errors
+def agency_certificate_remove(
+    code: str, sha256_prefix: str, database_url: str | None, data_dir: Path | None
+) -> None:
+    """Stop accepting a certificate of CODE, named by its SHA-256 fingerprint (or ≥ 8 first hex digits)."""
+    with opened_runtime(database_url, data_dir) as runtime:
+        info = runtime.registration.remove_signing_certificate(code, sha256_prefix)
+    _print_certificates([_certificate_view(info, utc_now())], title="signing certificate removed")
 
 
 # -- esb app ------------------------------------------------------------------------------------

@@ -170,6 +170,8 @@ class Receipt:
     accepted_at: datetime
     recipients: tuple[RecipientState, ...]
     duplicate: bool = False
+    signature_verdict: str = "unsigned"
+    signature_reason: str = "no-signature"
 
 
 @dataclass(frozen=True)
@@ -188,6 +190,8 @@ class PendingItem:
     relates_to: str | None  # hub id of the document revoked/updated/replaced, or a status is about
     status_code: StatusCode | None
     attempts: int
+    signature_verdict: str = "unsigned"  # esb.domain.signatures.Verdict, found at acceptance
+    signature_reason: str = "no-signature"
 
 
 @dataclass(frozen=True)
@@ -198,6 +202,8 @@ class TraceEvent:
     recipient: str | None
     sha256: str | None
     detail: str | None
+    seq: int = 0  # place in the hub's tamper-evident chain (esb.domain.trace_chain)
+    hash: str = ""  # the event's chained hash
 
 
 @dataclass(frozen=True)

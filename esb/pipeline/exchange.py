@@ -31,7 +31,7 @@ import shutil
 import tempfile
 import uuid
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import IO
@@ -42,6 +42,7 @@ from sqlalchemy.orm import Session
 from esb.clock import Clock, utc_now
 from esb.domain.access import AgencyState, Caller
 from esb.domain.edxml_enums import BusinessDocType, Priority, StatusCode
+from esb.domain.edxml_model import EdocPackage
 from esb.domain.exchange import (
     DeliveryState,
     DocumentState,
@@ -57,12 +58,15 @@ from esb.domain.exchange import (
     check_sender,
     envelope_of,
 )
-from esb.errors import ClientError
+from esb.domain.signatures import SignatureReport, Verdict
+from esb.errors import ClientError, ServerError
+from esb.pipeline.receipts import IssuedReceipt, ReceiptIssuer
+from esb.pipeline.signature_policy import SignatureRules, enforce, trace_detail
 from esb.storage import exchange_store as store
 from esb.storage import registry
 from esb.storage.content_store import ContentCorrupted, ContentStore, new_key, read_all
 from esb.storage.database import Database
-from esb.storage.tables import Delivery, Document, UploadSpaceRow
+from esb.storage.tables import Delivery, Document, TraceEventRow, UploadSpaceRow
 from esb.xml_processing.edxml_reader import ReadResult, read_package
 from esb.xml_processing.parsing import XmlLimits
 from esb.xml_processing.trace_splice import SpliceResult, append_trace_header, append_trace_header_bytes
@@ -121,6 +125,9 @@ class Exchange:
         work_dir: Path,
         policy: ExchangePolicy,
         clock: Clock = utc_now,
+        *,
+        signatures: SignatureRules | None = None,
+        receipts: ReceiptIssuer | None = None,
     ) -> None:
         self.database = database
         self.content = content
@@ -128,6 +135,8 @@ class Exchange:
         self.spaces_dir = work_dir / "spaces"
         self.policy = policy
         self.clock = clock
+        self.signatures = signatures or SignatureRules(max_bytes=policy.max_package_bytes)
+        self.receipts = receipts
         self.spaces_dir.mkdir(parents=True, exist_ok=True)
 
     # ------------------------------------------------------------------ sending
@@ -203,31 +212,75 @@ class Exchange:
             _check_space_matches(space, envelope)
         now = self.clock()
         actor = _actor(caller)
+        signed = isinstance(result.package, EdocPackage) and result.package.signature is not None
+        signature = self._verify_signature(source, envelope, now) if signed else None
         key = new_key()
         # The bytes are stored before the transaction (a database content store writes in its
         # own), and removed again unless the transaction commits a document that names them.
+        # A signature that verifies (valid, or sound but untrusted), or one not checked, must
+        # reach the recipients intact; a broken or placeholder one gets the TraceHeader as usual.
+        intact = signature is not None and (
+            signature.verdict is Verdict.NOT_CHECKED or bool(signature.covered)
+        )
         with self.content.writer(key) as out:
-            delivered = self._write_delivered(source, envelope, result, out, now)
+            delivered = self._write_delivered(source, envelope, result, out, now, signed=intact)
         keep = False
         try:
             try:
-                receipt = self._record(caller, envelope, result, delivered, key, space, retention, now, actor)
+                receipt, event = self._record(
+                    caller, envelope, result, delivered, key, space, retention, now, actor, source, signature
+                )
             except IntegrityError:
                 # The same new document sent twice at the same moment: the unique idempotency
                 # key let one of them in; this one answers with its receipt.
-                receipt = self._duplicate(envelope, result.sha256, space, now, actor)
+                receipt, event = self._duplicate(envelope, result.sha256, space, now, actor), None
             keep = not receipt.duplicate
-            return receipt
         finally:
             if not keep:
                 with contextlib.suppress(Exception):
                     self.content.delete(key)
+        if event is not None:
+            self._issue_receipt(receipt.hub_document_id, event)
+        return receipt
+
+    def _verify_signature(self, source: bytes | Path, envelope: Envelope, now: datetime) -> SignatureReport:
+        """Verify a signed package before anything is stored (``require`` refuses here)."""
+        parties = [envelope.sender, *envelope.recipients]
+        with self.database.transaction() as session:
+            rows = registry.agency_rows(session, parties)
+            signers = registry.registered_signers(session, envelope.sender, now=now)
+        policy = self.signatures.effective({code: row[1] for code, row in rows.items()}, parties)
+        found = self.signatures.verify(source, signed=True, policy=policy, registered_signers=signers, at=now)
+        enforce(found, policy)
+        # What the verdict was reached with, so that an auditor can reproduce it offline.
+        return replace(found, extra={**found.extra, "registered_signers": signers})
+
+    def _issue_receipt(self, hub_id: str, event: TraceEventRow) -> None:
+        """The signed receipt for an event just committed; GetReceipt issues it later if this fails."""
+        if self.receipts is None:
+            return
+        try:
+            self.receipts.issue(hub_id, event.seq)
+        except Exception:  # noqa: BLE001 - the event is committed; the receipt can be issued on demand
+            log.warning("receipt for event %s of %s not issued; GetReceipt will issue it", event.seq, hub_id)
 
     def _write_delivered(
-        self, source: bytes | Path, envelope: Envelope, result: ReadResult, out: IO[bytes], now: datetime
+        self,
+        source: bytes | Path,
+        envelope: Envelope,
+        result: ReadResult,
+        out: IO[bytes],
+        now: datetime,
+        *,
+        signed: bool,
     ) -> SpliceResult:
-        """The bytes recipients get: the accepted ones plus the hub's TraceHeader (edoc only)."""
-        if envelope.message_type is MessageType.EDOC:
+        """The bytes recipients get: the accepted ones plus the hub's TraceHeader (unsigned edoc).
+
+        A signed package is delivered exactly as sent: a TraceHeader inside edXMLHeader would
+        break the sender's signature, and recipients must be able to verify it.  The hub's
+        hop is then recorded in its trace and its signed receipts instead.
+        """
+        if envelope.message_type is MessageType.EDOC and not signed:
             if isinstance(source, bytes):
                 data, spliced = append_trace_header_bytes(source, self.policy.hub_organ_id, now)
                 out.write(data)
@@ -238,9 +291,12 @@ class Exchange:
         else:
             with source.open("rb") as handle:
                 shutil.copyfileobj(handle, out, SPOOL_CHUNK)
-        return SpliceResult(
-            result.sha256, result.size, appended=False, reason="a status package is delivered as sent"
+        reason = (
+            "a signed package is delivered as sent (a TraceHeader would break its signature)"
+            if signed
+            else "a status package is delivered as sent"
         )
+        return SpliceResult(result.sha256, result.size, appended=False, reason=reason)
 
     def _duplicate(
         self,
@@ -290,10 +346,20 @@ class Exchange:
         retention: timedelta,
         now: datetime,
         actor: str,
-    ) -> Receipt:
-        """One transaction: the document, a queued delivery per recipient, the trace's first event."""
+        source: bytes | Path,
+        signature: SignatureReport | None,
+    ) -> tuple[Receipt, TraceEventRow]:
+        """One transaction: the document, a delivery per recipient, the trace's first events."""
         with self.database.transaction() as session:
-            self._check_recipients(session, envelope)
+            parties = [envelope.sender, *envelope.recipients]
+            rows = registry.agency_rows(session, parties)
+            _check_recipients(rows, envelope)
+            policy = self.signatures.effective({code: row[1] for code, row in rows.items()}, parties)
+            if signature is None:  # unsigned: only the policy matters
+                signature = self.signatures.verify(
+                    source, signed=False, policy=policy, registered_signers=(), at=now
+                )
+            enforce(signature, policy)
             # A re-sent new document breaks the unique idempotency key at the flush below;
             # _accept then answers with the first receipt (no SELECT here on the hot path).
             relates_to, link_note = self._related(session, envelope)
@@ -323,6 +389,10 @@ class Exchange:
                 routed_at=now,
                 retain_until=now + retention,
                 warnings=len(result.warnings),
+                signature_verdict=signature.verdict.value,
+                signature_reason=signature.reason,
+                signer_sha256=signature.signer.sha256 if signature.signer else None,
+                signature_report=signature.to_json(),
             )
             session.add(document)
             session.flush()
@@ -342,10 +412,13 @@ class Exchange:
                 )
                 for recipient in envelope.recipients
             )
-            detail = f"{len(envelope.recipients)} recipient(s); {len(result.warnings)} warning(s)"
+            detail = (
+                f"{len(envelope.recipients)} recipient(s); {len(result.warnings)} warning(s); "
+                f"signature {trace_detail(signature)}"
+            )
             if link_note:
                 detail = f"{detail}; {link_note}"
-            store.add_event(
+            accepted = store.add_event(
                 session,
                 document,
                 TraceKind.ACCEPTED,
@@ -360,25 +433,17 @@ class Exchange:
                 self._record_relation(session, relates_to, document, envelope, now, actor)
             if space is not None:
                 self._use_space(session, space, document.hub_id)
-            return Receipt(
+            receipt = Receipt(
                 hub_document_id=document.hub_id,
                 document_id=document.document_id,
                 sha256=result.sha256,
                 size=result.size,
                 accepted_at=now,
                 recipients=tuple(RecipientState(code, DeliveryState.PENDING) for code in envelope.recipients),
+                signature_verdict=signature.verdict.value,
+                signature_reason=signature.reason,
             )
-
-    def _check_recipients(self, session: Session, envelope: Envelope) -> None:
-        states = registry.agency_states(session, envelope.recipients)
-        for code in envelope.recipients:
-            state = states.get(code)
-            if state is None:
-                raise ClientError(
-                    f"recipient {code} is not a registered agency", code="Client.UnknownRecipient"
-                )
-            if state != AgencyState.ACTIVE.value:
-                raise ClientError(f"recipient {code} is locked", code="Client.RecipientLocked")
+        return receipt, accepted
 
     def _related(self, session: Session, envelope: Envelope) -> tuple[Document | None, str | None]:
         """The document a revoke/update/replace or a status refers to."""
@@ -506,6 +571,8 @@ class Exchange:
                     relates_to=hub_ids.get(doc.relates_to_id) if doc.relates_to_id is not None else None,
                     status_code=StatusCode(doc.status_code) if doc.status_code else None,
                     attempts=delivery.attempts,
+                    signature_verdict=doc.signature_verdict or "not-checked",
+                    signature_reason=doc.signature_reason or "policy-off",
                 )
                 for doc, delivery in rows
             ]
@@ -600,6 +667,7 @@ class Exchange:
                 "confirming done needs the SHA-256 of the bytes received", code="Client.BadRequest"
             )
         mismatch: str | None = None
+        confirmed: TraceEventRow | None = None
         with self.database.transaction() as session:
             document, delivery = store.lock_delivery(session, hub_id, caller.agency_code)
             if delivery.state == DeliveryState.DONE.value:
@@ -642,7 +710,7 @@ class Exchange:
             else:
                 delivery.state = DeliveryState.DONE.value
                 delivery.confirmed_at = now
-                store.add_event(
+                confirmed = store.add_event(
                     session,
                     document,
                     TraceKind.CONFIRMED,
@@ -660,6 +728,8 @@ class Exchange:
                 f"({mismatch[:16]}…); fetch it again (the document stays pending)",
                 code="Client.DigestMismatch",
             )
+        if confirmed is not None:
+            self._issue_receipt(hub_id, confirmed)
         try:
             self.purge(hub_id)
         except Exception:  # noqa: BLE001 - the confirmation is recorded; the worker finishes the purge
@@ -775,6 +845,14 @@ class Exchange:
                 raise store.DocumentNotFound(f"no document {wanted} visible to you")
             return document.hub_id, store.events_of(session, document)
 
+    def get_receipts(self, caller: Caller | None, hub_id: str) -> list[IssuedReceipt]:
+        """GetReceipt: the hub's signed receipts of a document the caller sent or received."""
+        if self.receipts is None:
+            raise ServerError(
+                "this hub has no receipt signing key configured", code="Server.ReceiptsUnavailable"
+            )
+        return self.receipts.receipts_for(caller, hub_id)
+
     # ------------------------------------------------------------------ upload spaces
 
     def request_space(
@@ -814,7 +892,7 @@ class Exchange:
         space_id = uuid.uuid4().hex
         expires_at = now + self.policy.space_ttl
         with self.database.transaction() as session:
-            self._check_recipients(session, envelope)
+            _check_recipients(registry.agency_rows(session, codes), envelope)
             session.add(
                 UploadSpaceRow(
                     space_id=space_id,
@@ -923,6 +1001,15 @@ class Exchange:
         return self.spaces_dir / f"{space_id}.edxml"
 
 
+def _check_recipients(rows: dict[str, tuple[str, str | None]], envelope: Envelope) -> None:
+    for code in envelope.recipients:
+        row = rows.get(code)
+        if row is None:
+            raise ClientError(f"recipient {code} is not a registered agency", code="Client.UnknownRecipient")
+        if row[0] != AgencyState.ACTIVE.value:
+            raise ClientError(f"recipient {code} is locked", code="Client.RecipientLocked")
+
+
 def _check_space_matches(space: UploadSpaceRow, envelope: Envelope) -> None:
     announced = set(space.recipients.split("\n"))
     if set(envelope.recipients) != announced:
@@ -972,6 +1059,8 @@ def _receipt(document: Document, *, duplicate: bool = False) -> Receipt:
             RecipientState(d.recipient_code, DeliveryState(d.state)) for d in document.deliveries
         ),
         duplicate=duplicate,
+        signature_verdict=document.signature_verdict or "not-checked",
+        signature_reason=document.signature_reason or "policy-off",
     )
 
 

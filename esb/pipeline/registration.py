@@ -1,4 +1,5 @@
-"""Operator use cases: register agencies and applications, issue, rotate and revoke keys.
+"""Operator use cases: register agencies and applications, issue, rotate and revoke keys;
+agencies' signature policies and the certificates they sign packages with.
 
 Secrets are generated here, sealed with the master key before they reach the database, and
 returned exactly once (the CLI prints them); they are never logged.  Every change writes an
@@ -8,6 +9,8 @@ audit event in the same transaction.
 from __future__ import annotations
 
 import base64
+import hashlib
+import re
 import secrets
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -15,20 +18,28 @@ from datetime import datetime, timedelta
 from itertools import islice
 from typing import TYPE_CHECKING
 
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
+
 from esb.clock import Clock, utc_now
 from esb.domain.access import AccessRule, AgencyState, KeyKind
 from esb.domain.agencies import AgencyRecord
+from esb.domain.signatures import SignaturePolicy
 from esb.errors import ClientError
+from esb.security.pki import load_certificates
 from esb.security.request_signature import certificate_fingerprint, load_certificate, load_public_key
 from esb.security.secret_box import SecretBox
 from esb.storage import auth_store, registry
 from esb.storage.database import Database
-from esb.storage.tables import AccessKey, Agency, Application
+from esb.storage.tables import AccessKey, Agency, AgencyCertificate, Application
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
 IMPORT_BATCH = 1000
+# A fingerprint prefix must name one certificate without doubt (8 hex digits = 32 bits).
+MIN_FINGERPRINT_PREFIX = 8
+_HEX = re.compile(r"[0-9a-f]+")
 
 
 class KeyStateError(ClientError):
@@ -70,6 +81,27 @@ class KeyInfo:
 class ImportSummary:
     inserted: int
     updated: int
+
+
+@dataclass(frozen=True)
+class SigningCertificateInfo:
+    """A certificate an agency registered for signing its packages (public data only)."""
+
+    agency_code: str
+    sha256: str  # hex SHA-256 of the DER certificate
+    subject: str
+    issuer: str
+    serial: str  # hex
+    not_before: datetime | None
+    not_after: datetime
+    added_at: datetime
+    removed_at: datetime | None
+
+    def state(self, now: datetime) -> str:
+        """``removed``, ``expired`` or ``active``."""
+        if self.removed_at is not None and self.removed_at <= now:
+            return "removed"
+        return "expired" if self.not_after <= now else "active"
 
 
 def new_access_key() -> str:
@@ -134,6 +166,97 @@ class Registration:
             )
         return agency
 
+    # -- signatures: policy and signing certificates -------------------------------------------
+
+    def set_signature_policy(self, code: str, policy: SignaturePolicy | None) -> Agency:
+        """The agency's own signature policy; ``None`` clears it (the hub's default applies)."""
+        now = self.clock()
+        with self.database.transaction() as session:
+            agency = registry.set_signature_policy(
+                session, code, policy.value if policy is not None else None, now=now
+            )
+            auth_store.record_audit(
+                session,
+                at=now,
+                event="agency.signature-policy",
+                outcome="ok",
+                agency_code=code,
+                detail=policy.value if policy is not None else "default",
+            )
+        return agency
+
+    def add_signing_certificate(self, code: str, pem_or_der: bytes) -> SigningCertificateInfo:
+        """Register the certificate ``code`` signs its packages with (PEM or DER).
+
+        A PEM with several certificates is read as a chain: the first one is registered.
+        Refused with ``Client.BadCertificate``: not a certificate, a CA certificate, one whose
+        KeyUsage forbids signing documents, or one already expired.
+        """
+        certificate = load_certificates(pem_or_der)[0]
+        now = self.clock()
+        _require_signing_certificate(certificate, now)
+        der = certificate.public_bytes(Encoding.DER)
+        with self.database.transaction() as session:
+            row = registry.add_agency_certificate(
+                session,
+                code,
+                der=der,
+                sha256=hashlib.sha256(der).hexdigest(),
+                subject=certificate.subject.rfc4514_string(),
+                not_after=certificate.not_valid_after_utc,
+                now=now,
+            )
+            auth_store.record_audit(
+                session,
+                at=now,
+                event="agency.certificate.add",
+                outcome="ok",
+                agency_code=code,
+                detail=f"sha256 {row.sha256}",
+            )
+            return _certificate_info(code, row)
+
+    def remove_signing_certificate(self, code: str, sha256_prefix: str) -> SigningCertificateInfo:
+        """Stop accepting one of ``code``'s certificates (named by a fingerprint prefix, ≥ 8 hex digits)."""
+        prefix = sha256_prefix.strip().lower().replace(":", "")
+        if len(prefix) < MIN_FINGERPRINT_PREFIX or len(prefix) > 64 or _HEX.fullmatch(prefix) is None:
+            raise ClientError(
+                f"name the certificate by its SHA-256 fingerprint or a prefix of at least "
+                f"{MIN_FINGERPRINT_PREFIX} hex digits, not {sha256_prefix!r}",
+                code="Client.InvalidRequest",
+            )
+        now = self.clock()
+        with self.database.transaction() as session:
+            matches = [
+                row
+                for _, row in registry.agency_certificates(session, code)
+                if row.removed_at is None and row.sha256.startswith(prefix)
+            ]
+            if len(matches) > 1:
+                raise ClientError(
+                    f"{len(matches)} certificates of {code} start with {prefix}; give more digits",
+                    code="Client.InvalidRequest",
+                )
+            row = registry.remove_agency_certificate(session, code, prefix, now=now)
+            auth_store.record_audit(
+                session,
+                at=now,
+                event="agency.certificate.remove",
+                outcome="ok",
+                agency_code=code,
+                detail=f"sha256 {row.sha256}",
+            )
+            return _certificate_info(code, row)
+
+    def signing_certificates(self, code: str | None = None) -> list[SigningCertificateInfo]:
+        """Every registered signing certificate (removed ones too), of one agency or of all."""
+        with self.database.transaction() as session:
+            if code is not None:
+                registry.get_agency(session, code)  # an unknown agency is NotRegistered, not []
+            return [
+                _certificate_info(owner, row) for owner, row in registry.agency_certificates(session, code)
+            ]
+
     # -- applications -----------------------------------------------------------------------
 
     def register_application(
@@ -153,8 +276,6 @@ class Registration:
             )
         der = fingerprint = None
         if certificate is not None:
-            from cryptography.hazmat.primitives.serialization import Encoding
-
             cert = load_certificate(certificate)
             load_public_key(cert.public_bytes(Encoding.PEM).decode("ascii"))  # RSA ≥ 2048 only
             der = cert.public_bytes(Encoding.DER)
@@ -300,6 +421,63 @@ def _require_usable(key: AccessKey, now: datetime) -> None:
         raise KeyStateError(f"key {key.access_key} is revoked or expired; issue a new one instead")
     if key.replaced_by is not None:
         raise KeyStateError(f"key {key.access_key} was already rotated (replaced by {key.replaced_by})")
+
+
+def _require_signing_certificate(certificate: x509.Certificate, now: datetime) -> None:
+    subject = certificate.subject.rfc4514_string() or "<empty subject>"
+    try:
+        constraints = certificate.extensions.get_extension_for_class(x509.BasicConstraints).value
+    except x509.ExtensionNotFound:
+        constraints = None
+    except ValueError:
+        raise ClientError(
+            f"certificate {subject} has unreadable extensions", code="Client.BadCertificate"
+        ) from None
+    if constraints is not None and constraints.ca:
+        raise ClientError(
+            f"{subject} is a CA certificate: register the agency's own signing certificate here, "
+            "and put CA certificates in the trust store (ESB_TRUST_DIR)",
+            code="Client.BadCertificate",
+        )
+    try:
+        usage = certificate.extensions.get_extension_for_class(x509.KeyUsage).value
+    except x509.ExtensionNotFound:
+        usage = None
+    if usage is not None and not (usage.digital_signature or usage.content_commitment):
+        raise ClientError(
+            f"certificate {subject} may not sign documents: its key usage has neither "
+            "digitalSignature nor nonRepudiation",
+            code="Client.BadCertificate",
+        )
+    if certificate.not_valid_after_utc <= now:
+        raise ClientError(
+            f"certificate {subject} expired at {certificate.not_valid_after_utc.isoformat()}",
+            code="Client.BadCertificate",
+        )
+
+
+def _certificate_info(code: str, row: AgencyCertificate) -> SigningCertificateInfo:
+    issuer = serial = ""
+    not_before: datetime | None = None
+    try:
+        certificate = x509.load_der_x509_certificate(row.der)
+    except ValueError:
+        pass
+    else:
+        issuer = certificate.issuer.rfc4514_string()
+        serial = f"{certificate.serial_number:x}"
+        not_before = certificate.not_valid_before_utc
+    return SigningCertificateInfo(
+        agency_code=code,
+        sha256=row.sha256,
+        subject=row.subject,
+        issuer=issuer,
+        serial=serial,
+        not_before=not_before,
+        not_after=row.not_after,
+        added_at=row.added_at,
+        removed_at=row.removed_at,
+    )
 
 
 def _key_info(key: AccessKey) -> KeyInfo:

@@ -66,6 +66,9 @@ class SendReceipt(ComplexModel):  # type: ignore[misc]
         ("acceptedAt", _out(DateTime)),
         ("duplicate", _out(Boolean)),
         ("recipient", RecipientStatus.customize(min_occurs=1, max_occurs="unbounded", nillable=False)),
+        # The package's XML signature as the hub found it (docs/signatures.md).
+        ("signatureVerdict", _out(Unicode)),
+        ("signatureReason", _out(Unicode)),
     ]
 
 
@@ -96,6 +99,8 @@ class PendingDocument(ComplexModel):  # type: ignore[misc]
         ("relatesTo", _out(Unicode, 0)),
         ("statusCode", _out(Unicode, 0)),
         ("attempts", _out(Int)),
+        ("signatureVerdict", _out(Unicode)),
+        ("signatureReason", _out(Unicode)),
     ]
 
 
@@ -124,6 +129,9 @@ class TraceEntry(ComplexModel):  # type: ignore[misc]
         ("recipient", _out(Unicode, 0)),
         ("sha256", _out(Unicode, 0)),
         ("detail", _out(Unicode, 0)),
+        # The event's place and hash in the hub's tamper-evident chain (docs/audit.md).
+        ("seq", _out(Long)),
+        ("hash", _out(Unicode)),
     ]
 
 
@@ -132,6 +140,21 @@ class DocumentTrace(ComplexModel):  # type: ignore[misc]
     _type_info = [  # noqa: RUF012
         ("hubDocumentId", _out(Unicode)),
         ("event", TraceEntry.customize(min_occurs=0, max_occurs="unbounded", nillable=False)),
+    ]
+
+
+class SignedReceipt(ComplexModel):  # type: ignore[misc]
+    """A receipt signed by the hub (XML-DSig), as issued; verify it with ``esb verify``."""
+
+    __namespace__ = NAMESPACE
+    _type_info = [  # noqa: RUF012
+        ("receiptId", _out(Unicode)),
+        ("kind", _out(Unicode)),
+        ("recipient", _out(Unicode, 0)),
+        ("issuedAt", _out(DateTime)),
+        ("traceSeq", _out(Long)),
+        ("sha256", _out(Unicode)),
+        ("receiptXml", _out(ByteArray)),
     ]
 
 
@@ -268,6 +291,29 @@ class ExchangeService(TranslatingService):
         )
         return DocumentTrace(hubDocumentId=hub_id, event=[_event(event) for event in events])
 
+    @rpc(
+        _text(1, 64),
+        _in_header=(AuthHeader,),
+        _returns=Array(SignedReceipt.customize(nillable=False), min_occurs=1, nillable=False),
+        _throws=[EsbFault],
+    )
+    def GetReceipt(ctx: Any, hubDocumentId: str) -> list[SignedReceipt]:
+        """The hub's signed receipts of a document: its acceptance, and each confirmed delivery."""
+        caller = require_caller(ctx, SERVICE)
+        receipts = request_context(ctx).services.exchange.get_receipts(caller, hubDocumentId)
+        return [
+            SignedReceipt(
+                receiptId=r.receipt_id,
+                kind=r.kind.value,
+                recipient=r.recipient,
+                issuedAt=r.issued_at,
+                traceSeq=r.trace_seq,
+                sha256=r.sha256,
+                receiptXml=[r.xml],
+            )
+            for r in receipts
+        ]
+
 
 def _bytes(value: Any) -> bytes | None:
     """spyne hands base64Binary over as a sequence of byte strings."""
@@ -293,6 +339,8 @@ def _receipt(receipt: Receipt) -> SendReceipt:
         acceptedAt=receipt.accepted_at,
         duplicate=receipt.duplicate,
         recipient=[RecipientStatus(organId=r.organ_id, state=r.state.value) for r in receipt.recipients],
+        signatureVerdict=receipt.signature_verdict,
+        signatureReason=receipt.signature_reason,
     )
 
 
@@ -314,6 +362,8 @@ def _pending(item: PendingItem) -> PendingDocument:
         "relatesTo": item.relates_to,
         "statusCode": item.status_code.value if item.status_code else None,
         "attempts": item.attempts,
+        "signatureVerdict": item.signature_verdict,
+        "signatureReason": item.signature_reason,
     }
     return PendingDocument(**values)
 
@@ -326,4 +376,6 @@ def _event(event: TraceEvent) -> TraceEntry:
         recipient=event.recipient,
         sha256=event.sha256,
         detail=event.detail,
+        seq=event.seq,
+        hash=event.hash,
     )

@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 
 from esb.domain.exchange import DeliveryState, DocumentState, TraceEvent, TraceKind
 from esb.errors import ClientError
+from esb.storage import trace_log
 from esb.storage.tables import Delivery, Document, TraceEventRow, UploadSpaceRow
 
 
@@ -31,24 +32,14 @@ def add_event(
     recipient: str | None = None,
     sha256: str | None = None,
     detail: str | None = None,
-) -> None:
-    session.add(
-        TraceEventRow(
-            document_id=document.id,
-            at=at,
-            kind=kind.value,
-            actor=actor,
-            recipient_code=recipient,
-            sha256=sha256,
-            detail=detail[:512] if detail else None,
-        )
+) -> TraceEventRow:
+    """Queue a trace event; it is chained into the tamper-evident log at commit (trace_log)."""
+    return trace_log.append(
+        session, document, kind.value, at=at, actor=actor, recipient=recipient, sha256=sha256, detail=detail
     )
 
 
 def events_of(session: Session, document: Document) -> list[TraceEvent]:
-    rows = session.scalars(
-        select(TraceEventRow).where(TraceEventRow.document_id == document.id).order_by(TraceEventRow.id)
-    )
     return [
         TraceEvent(
             at=row.at,
@@ -57,8 +48,10 @@ def events_of(session: Session, document: Document) -> list[TraceEvent]:
             recipient=row.recipient_code,
             sha256=row.sha256,
             detail=row.detail,
+            seq=row.seq,
+            hash=row.hash,
         )
-        for row in rows
+        for row in trace_log.events_of(session, document)
     ]
 
 

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session, joinedload
 from esb.domain.access import AccessRule, AgencyState, Effect, RuleScope
 from esb.domain.agencies import AgencyRecord, account_for
 from esb.errors import ClientError
-from esb.storage.tables import AccessKey, AccessRuleRow, Agency, Application
+from esb.storage.tables import AccessKey, AccessRuleRow, Agency, AgencyCertificate, Application
 
 _AGENCY_TABLE = cast(Table, Agency.__table__)
 
@@ -38,10 +38,82 @@ def find_agency(session: Session, code: str) -> Agency | None:
     return session.scalars(select(Agency).where(Agency.code == code)).one_or_none()
 
 
-def agency_states(session: Session, codes: Sequence[str]) -> dict[str, str]:
-    """``{code: state}`` of the registered agencies among ``codes``, in one query."""
-    rows = session.execute(select(Agency.code, Agency.state).where(Agency.code.in_(list(codes))))
-    return {str(code): str(state) for code, state in rows.tuples()}
+def agency_rows(session: Session, codes: Sequence[str]) -> dict[str, tuple[str, str | None]]:
+    """``{code: (state, signature policy or None)}`` of the registered agencies among ``codes``."""
+    rows = session.execute(
+        select(Agency.code, Agency.state, Agency.signature_policy).where(Agency.code.in_(list(codes)))
+    )
+    return {str(code): (str(state), policy) for code, state, policy in rows.tuples()}
+
+
+def registered_signers(session: Session, code: str, *, now: datetime) -> list[str]:
+    """SHA-256 fingerprints of the certificates ``code`` registered for signing (not removed)."""
+    rows = session.scalars(
+        select(AgencyCertificate.sha256)
+        .join(Agency, Agency.id == AgencyCertificate.agency_id)
+        .where(
+            Agency.code == code,
+            (AgencyCertificate.removed_at.is_(None)) | (AgencyCertificate.removed_at > now),
+        )
+    )
+    return sorted(set(rows))
+
+
+def set_signature_policy(session: Session, code: str, policy: str | None, *, now: datetime) -> Agency:
+    agency = get_agency(session, code)
+    agency.signature_policy = policy
+    agency.updated_at = now
+    return agency
+
+
+def add_agency_certificate(
+    session: Session, code: str, *, der: bytes, sha256: str, subject: str, not_after: datetime, now: datetime
+) -> AgencyCertificate:
+    agency = get_agency(session, code)
+    existing = session.scalar(
+        select(AgencyCertificate).where(
+            AgencyCertificate.agency_id == agency.id, AgencyCertificate.sha256 == sha256
+        )
+    )
+    if existing is not None:
+        if existing.removed_at is None:
+            raise RegistryConflict(f"{code} already has the certificate {sha256[:16]}…")
+        existing.removed_at = None
+        existing.added_at = now
+        return existing
+    row = AgencyCertificate(
+        agency_id=agency.id, sha256=sha256, der=der, subject=subject, not_after=not_after, added_at=now
+    )
+    session.add(row)
+    return row
+
+
+def remove_agency_certificate(
+    session: Session, code: str, sha256: str, *, now: datetime
+) -> AgencyCertificate:
+    agency = get_agency(session, code)
+    row = session.scalar(
+        select(AgencyCertificate).where(
+            AgencyCertificate.agency_id == agency.id,
+            AgencyCertificate.sha256.startswith(sha256.lower()),
+            AgencyCertificate.removed_at.is_(None),
+        )
+    )
+    if row is None:
+        raise NotRegistered(f"{code} has no registered certificate {sha256}")
+    row.removed_at = now
+    return row
+
+
+def agency_certificates(session: Session, code: str | None = None) -> list[tuple[str, AgencyCertificate]]:
+    query = (
+        select(Agency.code, AgencyCertificate)
+        .join(Agency, Agency.id == AgencyCertificate.agency_id)
+        .order_by(Agency.code, AgencyCertificate.added_at)
+    )
+    if code is not None:
+        query = query.where(Agency.code == code)
+    return [(str(c), row) for c, row in session.execute(query).tuples()]
 
 
 def get_agency(session: Session, code: str) -> Agency:

@@ -85,10 +85,31 @@ class Agency(Base):
     email: Mapped[str | None] = mapped_column(String(254))
     account: Mapped[str] = mapped_column(String(320), unique=True)
     state: Mapped[str] = mapped_column(String(16), default="active")
+    # off | record | require; None: the hub's default (ESB_SIGNATURE_POLICY)
+    signature_policy: Mapped[str | None] = mapped_column(String(8))
     created_at: Mapped[datetime] = mapped_column(Timestamp)
     updated_at: Mapped[datetime] = mapped_column(Timestamp)
 
     applications: Mapped[list[Application]] = relationship(back_populates="agency")
+    certificates: Mapped[list[AgencyCertificate]] = relationship(back_populates="agency")
+
+
+class AgencyCertificate(Base):
+    """A certificate an agency signs its packages with (pinned: the signer must be one of them)."""
+
+    __tablename__ = "agency_certificate"
+    __table_args__ = (UniqueConstraint("agency_id", "sha256", name="uq_agency_certificate_agency_sha256"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    agency_id: Mapped[int] = mapped_column(ForeignKey("agency.id"), index=True)
+    sha256: Mapped[str] = mapped_column(String(64), index=True)
+    der: Mapped[bytes] = mapped_column(LargeBinary)
+    subject: Mapped[str] = mapped_column(String(1024))
+    not_after: Mapped[datetime] = mapped_column(Timestamp)
+    added_at: Mapped[datetime] = mapped_column(Timestamp)
+    removed_at: Mapped[datetime | None] = mapped_column(Timestamp)
+
+    agency: Mapped[Agency] = relationship(back_populates="certificates")
 
 
 class Application(Base):
@@ -232,6 +253,11 @@ class Document(Base):
     purged_at: Mapped[datetime | None] = mapped_column(Timestamp)
     retain_until: Mapped[datetime] = mapped_column(Timestamp, index=True)
     warnings: Mapped[int] = mapped_column(Integer, default=0)
+    # The package's XML signature as the hub found it at acceptance (esb.domain.signatures).
+    signature_verdict: Mapped[str | None] = mapped_column(String(16))
+    signature_reason: Mapped[str | None] = mapped_column(String(48))
+    signer_sha256: Mapped[str | None] = mapped_column(String(64))
+    signature_report: Mapped[str | None] = mapped_column(Text)  # SignatureReport JSON (no content)
 
     deliveries: Mapped[list[Delivery]] = relationship(back_populates="document", order_by="Delivery.id")
 
@@ -262,18 +288,69 @@ class Delivery(Base):
 
 
 class TraceEventRow(Base):
-    """The trace of a document (GetTrace): what happened, when, by whom, with which digest."""
+    """The trace of a document (GetTrace): what happened, when, by whom, with which digest.
+
+    Chained by hash (:mod:`esb.domain.trace_chain`): ``seq`` is the event's place in the
+    global log, ``prev_hash`` the hash of the event before it there, ``doc_prev_hash`` the
+    hash of the document's previous event, ``hash`` the event's own.  Written only by
+    :mod:`esb.storage.trace_log`, at commit, under the chain head's lock.
+    """
 
     __tablename__ = "trace_event"
+    __table_args__ = (Index("ix_trace_event_document_seq", "document_id", "seq"),)
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
-    document_id: Mapped[int] = mapped_column(ForeignKey("document.id"), index=True)
+    document_id: Mapped[int] = mapped_column(ForeignKey("document.id"))
     at: Mapped[datetime] = mapped_column(Timestamp)
     kind: Mapped[str] = mapped_column(String(24))
     actor: Mapped[str] = mapped_column(String(128))
     recipient_code: Mapped[str | None] = mapped_column(String(64))
     sha256: Mapped[str | None] = mapped_column(String(64))
     detail: Mapped[str | None] = mapped_column(String(512))
+    seq: Mapped[int] = mapped_column(BigInteger, unique=True)
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    doc_prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))
+
+
+class TraceChainHead(Base):
+    """The newest link of the global trace chain (one row, id 1): locked by every writer of
+    trace events, so the chain has one order on every node."""
+
+    __tablename__ = "trace_chain_head"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    seq: Mapped[int] = mapped_column(BigInteger)
+    hash: Mapped[str] = mapped_column(String(64))
+
+
+class HubReceiptRow(Base):
+    """A signed hub receipt (esb.domain.receipts): kept for good, like the trace it attests."""
+
+    __tablename__ = "hub_receipt"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    receipt_id: Mapped[str] = mapped_column(String(36), unique=True)
+    document_id: Mapped[int] = mapped_column(ForeignKey("document.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    recipient_code: Mapped[str | None] = mapped_column(String(64))
+    trace_seq: Mapped[int] = mapped_column(BigInteger, unique=True)  # the event it attests
+    issued_at: Mapped[datetime] = mapped_column(Timestamp)
+    hub_certificate_sha256: Mapped[str] = mapped_column(String(64))
+    sha256: Mapped[str] = mapped_column(String(64))
+    xml: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class HubCertificate(Base):
+    """Every certificate the hub has signed receipts with (rotation keeps old receipts checkable)."""
+
+    __tablename__ = "hub_certificate"
+
+    sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    pem: Mapped[str] = mapped_column(Text)  # the leaf and its chain, as configured
+    subject: Mapped[str] = mapped_column(String(1024))
+    not_after: Mapped[datetime] = mapped_column(Timestamp)
+    first_used_at: Mapped[datetime] = mapped_column(Timestamp)
 
 
 class UploadSpaceRow(Base):

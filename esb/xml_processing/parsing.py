@@ -44,14 +44,18 @@ Divert = Callable[[str, int], "TextConsumer | None"]
 """Called with (tag, depth) at each start tag; returning a consumer diverts that element's text."""
 
 
-def hardened_parser(**extra: object) -> etree.XMLParser:
-    """A fresh parser with every dangerous feature off (parsers must not be shared across threads)."""
+def hardened_parser(*, huge_tree: bool = False, **extra: object) -> etree.XMLParser:
+    """A fresh parser with every dangerous feature off (parsers must not be shared across threads).
+
+    ``huge_tree`` lifts libxml2's limits (10 MB text nodes, depth 256); use it only for bytes
+    that :func:`parse_stream` has already accepted (so no DOCTYPE, and within the limits).
+    """
     return etree.XMLParser(
         resolve_entities=False,
         no_network=True,
         load_dtd=False,
         dtd_validation=False,
-        huge_tree=False,
+        huge_tree=huge_tree,
         remove_comments=True,
         remove_pis=True,
         **extra,  # type: ignore[arg-type]

@@ -14,6 +14,7 @@ import re
 import secrets
 import stat
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,12 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from sqlalchemy import create_engine, text
 
 from esb.cli.registry_commands import DurationType
+from esb.security.pki import (
+    IssuedCertificate,
+    issue_signing_certificate,
+    make_intermediate_ca,
+    make_root_ca,
+)
 
 Esb = Callable[..., Result]
 
@@ -172,6 +179,154 @@ def test_agency_add_invalid(esb: Esb, args: tuple[str, ...], code: str) -> None:
 
 def test_agency_lock_unknown(esb: Esb) -> None:
     refused(esb("agency", "lock", TAY_NINH), "Client.NotRegistered")
+
+
+# esb agency certificate | policy ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SigningFiles:
+    """Certificate files made once per module with esb.security.pki (the keys stay in memory)."""
+
+    chain: Path  # leaf then issuing CA, PEM
+    other_der: Path  # a second leaf, DER
+    ca: Path  # the issuing CA itself
+    expired: Path
+    encipherment: Path  # keyEncipherment only: may not sign documents
+    garbage: Path
+    chain_sha256: str
+    other_sha256: str
+
+
+def _sha256(certificate: IssuedCertificate) -> str:
+    return hashlib.sha256(certificate.certificate.public_bytes(serialization.Encoding.DER)).hexdigest()
+
+
+@pytest.fixture(scope="module")
+def signing_files(tmp_path_factory: pytest.TempPathFactory) -> SigningFiles:
+    folder = tmp_path_factory.mktemp("signing-certificates")
+    now = datetime.now(UTC) - timedelta(hours=1)
+    root = make_root_ca("Test Root CA", now=now)
+    issuing = make_intermediate_ca(root, "Test Issuing CA", now=now)
+    leaf = issue_signing_certificate(issuing, "UBND tỉnh Tây Ninh", now=now, agency_code=TAY_NINH)
+    other = issue_signing_certificate(issuing, "UBND tỉnh Tây Ninh (2)", now=now, agency_code=TAY_NINH)
+    expired = issue_signing_certificate(
+        issuing, "old", now=now, not_before=now - timedelta(days=400), not_after=now - timedelta(days=1)
+    )
+    encipherment = issue_signing_certificate(issuing, "enc", now=now, key_usage="encipherment-only")
+    files = SigningFiles(
+        chain=folder / "chain.pem",
+        other_der=folder / "other.der",
+        ca=folder / "ca.pem",
+        expired=folder / "expired.pem",
+        encipherment=folder / "encipherment.pem",
+        garbage=folder / "garbage.pem",
+        chain_sha256=_sha256(leaf),
+        other_sha256=_sha256(other),
+    )
+    files.chain.write_bytes(leaf.certificate_pem() + issuing.certificate_pem())
+    files.other_der.write_bytes(other.certificate.public_bytes(serialization.Encoding.DER))
+    files.ca.write_bytes(issuing.certificate_pem())
+    files.expired.write_bytes(expired.certificate_pem())
+    files.encipherment.write_bytes(encipherment.certificate_pem())
+    files.garbage.write_bytes(b"-----BEGIN CERTIFICATE-----\nbm90IGEgY2VydA==\n-----END CERTIFICATE-----\n")
+    return files
+
+
+def certificates(esb: Esb, *args: str) -> list[dict[str, Any]]:
+    data: list[dict[str, Any]] = as_json(esb("agency", "certificate", "list", *args, "--json"))
+    return data
+
+
+def test_agency_certificate_add_list_remove(esb: Esb, signing_files: SigningFiles) -> None:
+    ok(esb("agency", "add", TAY_NINH, "UBND tỉnh Tây Ninh"))
+    ok(esb("agency", "add", TAY_NINH_OFFICE, "Văn phòng UBND tỉnh Tây Ninh"))
+    added = ok(esb("agency", "certificate", "add", TAY_NINH, signing_files.chain))
+    assert signing_files.chain_sha256 in added.stdout
+    assert "active" in added.stdout
+    refused(esb("agency", "certificate", "add", TAY_NINH, signing_files.chain), "Client.AlreadyRegistered")
+    ok(esb("agency", "certificate", "add", TAY_NINH, signing_files.other_der))  # DER is fine too
+
+    listed = certificates(esb, TAY_NINH)
+    assert [(c["agency"], c["sha256"], c["state"]) for c in listed] == [
+        (TAY_NINH, signing_files.chain_sha256, "active"),
+        (TAY_NINH, signing_files.other_sha256, "active"),
+    ]
+    first = listed[0]
+    assert first["subject"] == f"UID={TAY_NINH},CN=UBND tỉnh Tây Ninh,C=VN"
+    assert first["issuer"].startswith("CN=Test Issuing CA")
+    assert datetime.fromisoformat(first["not_after"]) > datetime.now(UTC)
+    assert first["added_at"] is not None
+    assert first["removed_at"] is None
+    assert certificates(esb, TAY_NINH_OFFICE) == []
+    assert len(certificates(esb)) == 2  # every agency
+    table = ok(esb("agency", "certificate", "list")).stdout
+    assert signing_files.other_sha256 in table
+    assert "2 certificate(s), 2 active" in table
+
+    # removed by a prefix of its fingerprint; the removal is kept in the list
+    removed = ok(esb("agency", "certificate", "remove", TAY_NINH, signing_files.chain_sha256[:12].upper()))
+    assert "removed" in removed.stdout
+    after = {c["sha256"]: c for c in certificates(esb, TAY_NINH)}
+    assert after[signing_files.chain_sha256]["state"] == "removed"
+    assert after[signing_files.chain_sha256]["removed_at"] is not None
+    assert after[signing_files.other_sha256]["state"] == "active"
+    refused(
+        esb("agency", "certificate", "remove", TAY_NINH, signing_files.chain_sha256), "Client.NotRegistered"
+    )
+    refused(esb("agency", "certificate", "remove", TAY_NINH, "abc"), "Client.InvalidRequest")
+    refused(
+        esb("agency", "certificate", "remove", TAY_NINH_OFFICE, signing_files.other_sha256),
+        "Client.NotRegistered",
+    )
+    # registering a removed certificate again makes it active again
+    ok(esb("agency", "certificate", "add", TAY_NINH, signing_files.chain))
+    assert {c["state"] for c in certificates(esb, TAY_NINH)} == {"active"}
+
+
+def test_agency_certificate_add_refusals(esb: Esb, signing_files: SigningFiles) -> None:
+    ok(esb("agency", "add", TAY_NINH, "UBND tỉnh Tây Ninh"))
+    garbage = refused(
+        esb("agency", "certificate", "add", TAY_NINH, signing_files.garbage), "Client.BadCertificate"
+    )
+    assert "not a readable X.509 certificate" in garbage.stderr
+    ca = refused(esb("agency", "certificate", "add", TAY_NINH, signing_files.ca), "Client.BadCertificate")
+    assert "is a CA certificate" in ca.stderr
+    expired = refused(
+        esb("agency", "certificate", "add", TAY_NINH, signing_files.expired), "Client.BadCertificate"
+    )
+    assert "expired" in expired.stderr
+    usage = refused(
+        esb("agency", "certificate", "add", TAY_NINH, signing_files.encipherment), "Client.BadCertificate"
+    )
+    assert "may not sign documents" in usage.stderr
+    refused(esb("agency", "certificate", "add", TAY_NINH_OFFICE, signing_files.chain), "Client.NotRegistered")
+    refused(esb("agency", "certificate", "list", TAY_NINH_OFFICE), "Client.NotRegistered")
+    assert certificates(esb) == []
+    missing = esb("agency", "certificate", "add", TAY_NINH, signing_files.chain.with_name("missing.pem"))
+    assert missing.exit_code == 2, missing.output
+
+
+def test_agency_policy_set_and_clear(esb: Esb) -> None:
+    ok(esb("agency", "add", TAY_NINH, "UBND tỉnh Tây Ninh"))
+    ok(esb("agency", "add", TAY_NINH_OFFICE, "Văn phòng UBND tỉnh Tây Ninh"))
+    assert [a["signature_policy"] for a in agencies(esb)] == [None, None]
+    assert "(default)" in ok(esb("agency", "list")).stdout
+
+    result = ok(esb("agency", "policy", TAY_NINH, "require"))
+    assert "require" in result.stdout
+    assert [a["signature_policy"] for a in agencies(esb)] == ["require", None]
+    table = ok(esb("agency", "list")).stdout
+    assert re.search(rf"{re.escape(TAY_NINH)}.*│\s*require\s*│", table), table
+    ok(esb("agency", "policy", TAY_NINH_OFFICE, "off"))
+    assert [a["signature_policy"] for a in agencies(esb)] == ["require", "off"]
+
+    cleared = ok(esb("agency", "policy", TAY_NINH, "default"))
+    assert "follows the hub's default policy (record)" in cleared.stdout
+    assert [a["signature_policy"] for a in agencies(esb)] == [None, "off"]
+
+    assert esb("agency", "policy", TAY_NINH, "sometimes").exit_code == 2
+    refused(esb("agency", "policy", "000.00.99.H53", "record"), "Client.NotRegistered")
 
 
 # esb agency import ----------------------------------------------------------------------------

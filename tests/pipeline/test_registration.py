@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from cryptography.hazmat.primitives import serialization
@@ -13,15 +14,21 @@ from sqlalchemy.engine import make_url
 
 from esb.domain.access import KeyKind
 from esb.domain.agencies import AgencyRecord
+from esb.domain.signatures import SignaturePolicy
 from esb.errors import ClientError
 from esb.pipeline.demo_seed import DEMO_AGENCIES, seed_demo
 from esb.pipeline.registration import IssuedKey, Registration
+from esb.security.pki import IssuedCertificate, issue_signing_certificate, make_intermediate_ca, make_root_ca
 from esb.security.request_signature import InvalidPublicKey
 from esb.storage import registry
 from esb.storage.tables import AccessKey, Agency, Application, AuditEvent, Base
 from esb.wiring import Runtime
 
+if TYPE_CHECKING:
+    from conftest import FakeClock
+
 A = "000.00.00.H53"
+B = "000.00.01.H53"
 
 
 @pytest.fixture
@@ -177,3 +184,168 @@ def test_seeding_the_demo_twice_adds_nothing(runtime: Runtime) -> None:
             session.scalar(select(func.count()).select_from(t)) for t in (Agency, Application, AccessKey)
         ]
     assert counts == [len(DEMO_AGENCIES)] * 3
+
+
+# -- signing certificates and signature policies ----------------------------------------------
+
+
+@dataclass(frozen=True)
+class Certificates:
+    leaf: IssuedCertificate
+    second: IssuedCertificate
+    issuing: IssuedCertificate
+
+
+# A day before the pipeline tests' clock starts (tests/pipeline/conftest.py START, 2026-11-21).
+ISSUED = datetime(2026, 11, 20, 2, 30, tzinfo=UTC)
+
+
+@pytest.fixture(scope="module")
+def certificates() -> Certificates:
+    issued_at = ISSUED
+    root = make_root_ca("Test Root CA", now=issued_at)
+    issuing = make_intermediate_ca(root, "Test Issuing CA", now=issued_at)
+    leaf = issue_signing_certificate(issuing, "UBND tỉnh Tây Ninh", now=issued_at, agency_code=A, days=30)
+    second = issue_signing_certificate(issuing, "UBND tỉnh Tây Ninh", now=issued_at, agency_code=A)
+    return Certificates(leaf, second, issuing)
+
+
+def _audit(runtime: Runtime, prefix: str) -> list[tuple[str, str | None, str | None]]:
+    with runtime.database.transaction() as session:
+        events = session.scalars(
+            select(AuditEvent).where(AuditEvent.event.startswith(prefix)).order_by(AuditEvent.id)
+        ).all()
+        return [(event.event, event.agency_code, event.detail) for event in events]
+
+
+def test_signing_certificates_add_list_remove(
+    registration: Registration, runtime: Runtime, certificates: Certificates, clock: FakeClock
+) -> None:
+    registration.add_agency(AgencyRecord(A, "UBND tỉnh Tây Ninh"))
+    registration.add_agency(AgencyRecord(B, "Văn phòng UBND tỉnh Tây Ninh"))
+    start = clock.now
+    chain = certificates.leaf.certificate_pem() + certificates.issuing.certificate_pem()
+    info = registration.add_signing_certificate(A, chain)  # a chain: its first certificate counts
+    assert info.sha256 == certificates.leaf.sha256
+    assert (info.agency_code, info.subject) == (A, certificates.leaf.subject)
+    assert info.issuer == certificates.issuing.subject
+    assert info.serial == f"{certificates.leaf.certificate.serial_number:x}"
+    assert info.not_after == certificates.leaf.certificate.not_valid_after_utc
+    assert (info.added_at, info.removed_at, info.state(clock.now)) == (start, None, "active")
+    der = certificates.second.certificate.public_bytes(serialization.Encoding.DER)
+    assert registration.add_signing_certificate(A, der).sha256 == certificates.second.sha256
+    with pytest.raises(ClientError) as twice:
+        registration.add_signing_certificate(A, chain)
+    assert twice.value.code == "Client.AlreadyRegistered"
+
+    assert [c.sha256 for c in registration.signing_certificates(A)] == [
+        certificates.leaf.sha256,
+        certificates.second.sha256,
+    ]
+    assert registration.signing_certificates(B) == []
+    assert len(registration.signing_certificates()) == 2
+    with runtime.database.transaction() as session:
+        assert registry.registered_signers(session, A, now=clock.now) == sorted(
+            [certificates.leaf.sha256, certificates.second.sha256]
+        )
+
+    clock.advance(minutes=5)
+    removed = registration.remove_signing_certificate(A, certificates.leaf.sha256[:8].upper())
+    assert (removed.sha256, removed.removed_at, removed.state(clock.now)) == (
+        certificates.leaf.sha256,
+        clock.now,
+        "removed",
+    )
+    with runtime.database.transaction() as session:
+        assert registry.registered_signers(session, A, now=clock.now) == [certificates.second.sha256]
+    states = {c.sha256: c.state(clock.now) for c in registration.signing_certificates(A)}
+    assert states == {certificates.leaf.sha256: "removed", certificates.second.sha256: "active"}
+    # the second certificate is valid for 730 days: listed as expired afterwards
+    assert registration.signing_certificates(A)[1].state(clock.now + timedelta(days=731)) == "expired"
+
+    assert _audit(runtime, "agency.certificate") == [
+        ("agency.certificate.add", A, f"sha256 {certificates.leaf.sha256}"),
+        ("agency.certificate.add", A, f"sha256 {certificates.second.sha256}"),
+        ("agency.certificate.remove", A, f"sha256 {certificates.leaf.sha256}"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("prefix", "code"),
+    [
+        ("0123456", "Client.InvalidRequest"),  # shorter than 8 hex digits
+        ("not-hex-at-all", "Client.InvalidRequest"),
+        ("0" * 65, "Client.InvalidRequest"),
+        ("00000000", "Client.NotRegistered"),
+    ],
+)
+def test_remove_signing_certificate_refusals(
+    registration: Registration, certificates: Certificates, prefix: str, code: str
+) -> None:
+    registration.add_agency(AgencyRecord(A, "UBND tỉnh Tây Ninh"))
+    registration.add_signing_certificate(A, certificates.second.certificate_pem())
+    if certificates.second.sha256.startswith(prefix):
+        pytest.skip("the random certificate happens to start with the prefix")
+    with pytest.raises(ClientError) as refused:
+        registration.remove_signing_certificate(A, prefix)
+    assert refused.value.code == code
+    assert [c.removed_at for c in registration.signing_certificates(A)] == [None]
+
+
+def test_remove_signing_certificate_accepts_a_colon_separated_fingerprint(
+    registration: Registration, certificates: Certificates
+) -> None:
+    registration.add_agency(AgencyRecord(A, "UBND tỉnh Tây Ninh"))
+    registration.add_signing_certificate(A, certificates.second.certificate_pem())
+    digest = certificates.second.sha256.upper()
+    colons = ":".join(digest[i : i + 2] for i in range(0, 64, 2))
+    assert registration.remove_signing_certificate(A, colons).sha256 == certificates.second.sha256
+
+
+def test_add_signing_certificate_refusals(
+    registration: Registration, runtime: Runtime, certificates: Certificates, clock: FakeClock
+) -> None:
+    registration.add_agency(AgencyRecord(A, "UBND tỉnh Tây Ninh"))
+    encipherment = issue_signing_certificate(
+        certificates.issuing, "enc", now=ISSUED, key_usage="encipherment-only"
+    )
+    cases = [
+        (b"not a certificate", "neither PEM nor DER"),
+        (b"-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n", "no PEM CERTIFICATE block"),
+        (certificates.issuing.certificate_pem(), "is a CA certificate"),
+        (encipherment.certificate_pem(), "may not sign documents"),
+    ]
+    for data, message in cases:
+        with pytest.raises(ClientError, match=message) as refused:
+            registration.add_signing_certificate(A, data)
+        assert refused.value.code == "Client.BadCertificate"
+    # the leaf is valid for 30 days from ISSUED: expired once the clock passes that
+    clock.advance(days=30)
+    with pytest.raises(ClientError, match="expired") as expired:
+        registration.add_signing_certificate(A, certificates.leaf.certificate_pem())
+    assert expired.value.code == "Client.BadCertificate"
+    with pytest.raises(ClientError) as unknown:
+        registration.add_signing_certificate(B, certificates.second.certificate_pem())
+    assert unknown.value.code == "Client.NotRegistered"
+    assert registration.signing_certificates() == []
+    assert _audit(runtime, "agency.certificate") == []
+
+
+def test_set_signature_policy_and_clear(registration: Registration, runtime: Runtime) -> None:
+    registration.add_agency(AgencyRecord(A, "UBND tỉnh Tây Ninh"))
+    registration.add_agency(AgencyRecord(B, "Văn phòng UBND tỉnh Tây Ninh"))
+    assert registration.set_signature_policy(A, SignaturePolicy.REQUIRE).signature_policy == "require"
+    registration.set_signature_policy(B, SignaturePolicy.OFF)
+    with runtime.database.transaction() as session:
+        assert registry.agency_rows(session, [A, B]) == {A: ("active", "require"), B: ("active", "off")}
+    assert registration.set_signature_policy(A, None).signature_policy is None
+    with runtime.database.transaction() as session:
+        assert registry.agency_rows(session, [A, B]) == {A: ("active", None), B: ("active", "off")}
+    with pytest.raises(ClientError) as unknown:
+        registration.set_signature_policy("000.00.99.H53", SignaturePolicy.RECORD)
+    assert unknown.value.code == "Client.NotRegistered"
+    assert _audit(runtime, "agency.signature-policy") == [
+        ("agency.signature-policy", A, "require"),
+        ("agency.signature-policy", B, "off"),
+        ("agency.signature-policy", A, "default"),
+    ]

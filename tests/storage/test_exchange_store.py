@@ -252,15 +252,21 @@ def test_claims_routing_and_housekeeping_queries(rows: Rows) -> None:
         assert found.state == "open"
         assert store.find_space(session, "nope") is None
 
-        # The trace: oldest first, details cut to the column's size.
+        # The trace: queued in the transaction, chained and written at its commit.
         store.add_event(session, completed, TraceKind.ACCEPTED, at=NOW, actor="a", sha256="a" * 64)
         store.add_event(
             session, completed, TraceKind.ROUTED, at=NOW, actor="hub:x", recipient=B, detail="é" * 600
         )
         session.flush()
+        assert store.events_of(session, completed) == []
+
+    # Oldest first, details cut to the column's size, each linked to the one before.
+    with rows.database.transaction() as session:
         events = store.events_of(session, completed)
         assert [e.kind for e in events] == [TraceKind.ACCEPTED, TraceKind.ROUTED]
         assert (events[1].recipient, events[1].detail) == (B, "é" * 512)
+        assert events[1].seq == events[0].seq + 1
+        assert len({events[0].hash, events[1].hash}) == 2
 
 
 @pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
