@@ -23,6 +23,7 @@ from esb.pipeline.signature_policy import SignatureRules
 from esb.pipeline.worker import DeliveryWorker
 from esb.security.hub_key import load_hub_key
 from esb.security.secret_box import SecretBox
+from esb.security.signing_key import SigningKey
 from esb.security.trust_store import TrustStore
 from esb.settings import Settings
 from esb.soap.app import create_wsgi_app
@@ -85,15 +86,7 @@ def build_exchange(settings: Settings, database: Database) -> Exchange:
         retention=settings.retention,
         node_name=settings.node_name,
     )
-    hub_key = load_hub_key(
-        settings.hub_key_file or settings.data_dir / "hub" / "key.pem",
-        settings.hub_cert_file or settings.data_dir / "hub" / "cert.pem",
-        password_file=settings.hub_key_password_file,
-        create_if_missing=settings.hub_key_is_default,
-        hub_name=f"LGSP hub {settings.hub_organ_id}",
-        hub_organ_id=settings.hub_organ_id,
-        now=utc_now(),
-    )
+    hub_key = hub_signing_key(settings)
     signatures = SignatureRules(
         trust=TrustStore.from_directory(settings.trust_dir or settings.data_dir / "trust"),
         default_policy=SignaturePolicy(settings.signature_policy),
@@ -103,6 +96,19 @@ def build_exchange(settings: Settings, database: Database) -> Exchange:
     receipts = ReceiptIssuer(database, hub_key, hub_organ_id=settings.hub_organ_id)
     return Exchange(
         database, content, settings.data_dir / "work", policy, signatures=signatures, receipts=receipts
+    )
+
+
+def hub_signing_key(settings: Settings) -> SigningKey:
+    """The key receipts are signed with (a self-signed pair is made on a new hub's first start)."""
+    return load_hub_key(
+        settings.hub_key_file or settings.data_dir / "hub" / "key.pem",
+        settings.hub_cert_file or settings.data_dir / "hub" / "cert.pem",
+        password_file=settings.hub_key_password_file,
+        create_if_missing=settings.hub_key_is_default,
+        hub_name=f"LGSP hub {settings.hub_organ_id}",
+        hub_organ_id=settings.hub_organ_id,
+        now=utc_now(),
     )
 
 

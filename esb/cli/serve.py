@@ -47,6 +47,7 @@ def serve(
     from gunicorn.app.base import BaseApplication
 
     from esb.storage.database import open_database
+    from esb.wiring import hub_signing_key
 
     if public_url is None and "ESB_PUBLIC_URL" not in os.environ:
         public_url = _default_public_url(bind)
@@ -55,6 +56,7 @@ def serve(
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     database = open_database(settings.database_url)  # migrate once, before the workers fork
     database.dispose()
+    hub_signing_key(settings)  # made or checked once, before the workers fork
     click.echo(
         f"lgsp-esb: {database.dialect} database ready; serving {settings.public_url}/soap/Auth?wsdl", err=True
     )

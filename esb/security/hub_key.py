@@ -16,7 +16,9 @@ subject and fingerprint are.
 
 from __future__ import annotations
 
+import fcntl
 import logging
+import os
 from datetime import datetime
 from pathlib import Path
 
@@ -41,19 +43,7 @@ def load_hub_key(
 ) -> SigningKey:
     """The hub's signing key; a self-signed one is made when allowed and both files are missing."""
     if create_if_missing and not key_file.exists() and not cert_file.exists():
-        issued = make_self_signed_signing_certificate(
-            hub_name, now=now, days=SELF_SIGNED_DAYS, agency_code=hub_organ_id
-        )
-        key_file.parent.mkdir(parents=True, exist_ok=True)
-        cert_file.parent.mkdir(parents=True, exist_ok=True)
-        _write_private(key_file, issued.key_pem())
-        cert_file.write_bytes(issued.certificate_pem())
-        log.info(
-            "made a self-signed receipt signing certificate %s (sha256 %s); give auditors %s",
-            issued.subject,
-            issued.sha256,
-            cert_file,
-        )
+        _create_self_signed(key_file, cert_file, hub_name=hub_name, hub_organ_id=hub_organ_id, now=now)
     password = None
     if password_file is not None:
         try:
@@ -67,7 +57,26 @@ def load_hub_key(
     return key
 
 
-def _write_private(path: Path, data: bytes) -> None:
-    path.touch(mode=0o600, exist_ok=False)
-    path.chmod(0o600)
-    path.write_bytes(data)
+def _create_self_signed(
+    key_file: Path, cert_file: Path, *, hub_name: str, hub_organ_id: str, now: datetime
+) -> None:
+    """Make the pair under an exclusive file lock: processes starting together make one pair."""
+    key_file.parent.mkdir(parents=True, exist_ok=True)
+    cert_file.parent.mkdir(parents=True, exist_ok=True)
+    with (key_file.parent / ".hub-key.lock").open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if key_file.exists() or cert_file.exists():  # another process made it meanwhile
+            return
+        issued = make_self_signed_signing_certificate(
+            hub_name, now=now, days=SELF_SIGNED_DAYS, agency_code=hub_organ_id
+        )
+        descriptor = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "wb") as handle:
+            handle.write(issued.key_pem())
+        cert_file.write_bytes(issued.certificate_pem())
+    log.info(
+        "made a self-signed receipt signing certificate %s (sha256 %s); give auditors %s",
+        issued.subject,
+        issued.sha256,
+        cert_file,
+    )
