@@ -61,7 +61,7 @@ from esb.domain.exchange import (
 from esb.domain.signatures import SignatureReport, Verdict
 from esb.errors import ClientError, ServerError
 from esb.pipeline.receipts import IssuedReceipt, ReceiptIssuer
-from esb.pipeline.signature_policy import SignatureRules, enforce, trace_detail
+from esb.pipeline.signature_policy import SignatureRules, enforce, may_be_signed, trace_detail
 from esb.storage import exchange_store as store
 from esb.storage import registry
 from esb.storage.content_store import ContentCorrupted, ContentStore, new_key, read_all
@@ -212,7 +212,9 @@ class Exchange:
             _check_space_matches(space, envelope)
         now = self.clock()
         actor = _actor(caller)
-        signed = isinstance(result.package, EdocPackage) and result.package.signature is not None
+        signed = isinstance(result.package, EdocPackage) and may_be_signed(
+            source, in_header=result.package.signature is not None
+        )
         signature = self._verify_signature(source, envelope, now) if signed else None
         key = new_key()
         # The bytes are stored before the transaction (a database content store writes in its
@@ -243,7 +245,9 @@ class Exchange:
             self._issue_receipt(receipt.hub_document_id, event)
         return receipt
 
-    def _verify_signature(self, source: bytes | Path, envelope: Envelope, now: datetime) -> SignatureReport:
+    def _verify_signature(
+        self, source: bytes | Path, envelope: Envelope, now: datetime
+    ) -> SignatureReport | None:
         """Verify a signed package before anything is stored (``require`` refuses here)."""
         parties = [envelope.sender, *envelope.recipients]
         with self.database.transaction() as session:
@@ -251,6 +255,8 @@ class Exchange:
             signers = registry.registered_signers(session, envelope.sender, now=now)
         policy = self.signatures.effective({code: row[1] for code, row in rows.items()}, parties)
         found = self.signatures.verify(source, signed=True, policy=policy, registered_signers=signers, at=now)
+        if found.verdict is Verdict.UNSIGNED:  # the scan's false hit: decided in the transaction
+            return None
         enforce(found, policy)
         # What the verdict was reached with, so that an auditor can reproduce it offline.
         return replace(found, extra={**found.extra, "registered_signers": signers})
@@ -354,7 +360,11 @@ class Exchange:
             parties = [envelope.sender, *envelope.recipients]
             rows = registry.agency_rows(session, parties)
             _check_recipients(rows, envelope)
-            policy = self.signatures.effective({code: row[1] for code, row in rows.items()}, parties)
+            policy = self.signatures.effective(
+                {code: row[1] for code, row in rows.items()},
+                parties,
+                status=envelope.message_type is MessageType.STATUS,
+            )
             if signature is None:  # unsigned: only the policy matters
                 signature = self.signatures.verify(
                     source, signed=False, policy=policy, registered_signers=(), at=now

@@ -41,11 +41,18 @@ class SignatureRules:
     allow_legacy: bool = False
     max_bytes: int = 1 << 30
 
-    def effective(self, policies: Mapping[str, str | None], parties: Sequence[str]) -> SignaturePolicy:
-        """The strictest policy among ``parties`` (an unset or unknown party counts as the default)."""
-        return SignaturePolicy.strictest(
+    def effective(
+        self, policies: Mapping[str, str | None], parties: Sequence[str], *, status: bool = False
+    ) -> SignaturePolicy:
+        """The strictest policy among ``parties`` (an unset or unknown party counts as the default).
+
+        Status packages (``status``) carry no Signature in QCVN 102 (edxml-reference §6), so
+        for them ``require`` means ``record``: their verdict is kept, they are never refused.
+        """
+        policy = SignaturePolicy.strictest(
             [SignaturePolicy(policies.get(code) or self.default_policy) for code in parties]
         )
+        return SignaturePolicy.RECORD if status and policy is SignaturePolicy.REQUIRE else policy
 
     def verify(
         self,
@@ -69,6 +76,32 @@ class SignatureRules:
             allow_legacy=self.allow_legacy,
             max_bytes=self.max_bytes,
         )
+
+
+def may_be_signed(source: bytes | Path, *, in_header: bool) -> bool:
+    """Whether the package needs the XML-DSig verifier at all.
+
+    The reader sees a Signature only where it belongs (in edXMLHeader); one anywhere else
+    must still be verified, to be reported as ``misplaced-signature`` rather than as
+    unsigned.  A byte scan for the element name finds those cheaply; a false hit (the word
+    in some text) only costs a verification that answers ``no-signature``.
+    """
+    if in_header:
+        return True
+    if isinstance(source, bytes):
+        return SIGNATURE_NAME in source
+    overlap = len(SIGNATURE_NAME) - 1
+    tail = b""
+    with source.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(SCAN_CHUNK), b""):
+            if SIGNATURE_NAME in tail + chunk:
+                return True
+            tail = chunk[-overlap:]
+    return False
+
+
+SIGNATURE_NAME = b"Signature"
+SCAN_CHUNK = 1 << 20
 
 
 def enforce(found: SignatureReport, policy: SignaturePolicy) -> None:
