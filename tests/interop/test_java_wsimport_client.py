@@ -23,10 +23,15 @@ The tools come from ``scripts/ensure-interop-tools``; without them these tests f
 
 from __future__ import annotations
 
+import base64
 import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from esb.security.hub_receipts import verify_receipt
+from esb.security.pki import load_certificates
+from esb.security.trust_store import TrustStore
 
 HEADER_PARAMETER = r'@WebParam\(name = "AuthHeader", [^)]*header = true'
 UNKNOWN_AGENCY = "000.00.99.Z99"  # well-formed, never registered
@@ -122,6 +127,7 @@ def test_java_wsimport_document_exchange(
         "getDocument",
         "confirmReceived",
         "getTrace",
+        "getReceipt",
     ]
     assert sorted(operations) == sorted(expected_operations)
     assert len(re.findall(HEADER_PARAMETER, port)) == len(expected_operations)
@@ -198,3 +204,17 @@ def test_java_wsimport_document_exchange(
     assert "confirmed" in events
     assert result["trace.confirmed.recipient"] == recipient.agency
     assert result["trace.confirmed.sha256"] == digest
+
+    # Signatures and evidence: the verdict (this package is unsigned), the chain fields, and the
+    # hub's receipts as Java sees them: base64Binary -> byte[] of a receipt that verifies offline.
+    assert result["send.signatureVerdict"] == result["pending.signatureVerdict"] == "unsigned"
+    assert int(result["trace.firstSeq"]) >= 1
+    assert len(result["trace.firstHash"]) == 64
+    kinds = result["receipt.kinds"].split(",")
+    assert [kind.split(":")[0] for kind in kinds] == ["accepted", "delivered"]
+    assert kinds[0] == f"accepted:{result['trace.firstSeq']}"
+    hub = load_certificates(sqlite_server.settings.hub_cert_file.read_bytes())[:1]
+    check = verify_receipt(base64.b64decode(result["receipt.accepted.xml"]), trust=TrustStore.of(hub))
+    assert (check.report.verdict.value, check.report.reason) == ("valid", "ok")
+    assert check.receipt is not None
+    assert (check.receipt.hub_document_id, check.receipt.trace_seq) == (hub_id, int(result["trace.firstSeq"]))

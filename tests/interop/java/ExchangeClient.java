@@ -27,6 +27,7 @@ import java.time.ZoneOffset;
 import java.time.format.DateTimeFormatter;
 import java.util.ArrayList;
 import java.util.Arrays;
+import java.util.Base64;
 import java.util.List;
 import javax.xml.ws.soap.SOAPFaultException;
 
@@ -41,6 +42,7 @@ import lgsp.exchange.ExchangeService;
 import lgsp.exchange.PendingDocument;
 import lgsp.exchange.RecipientStatus;
 import lgsp.exchange.SendReceipt;
+import lgsp.exchange.SignedReceipt;
 import lgsp.exchange.TraceEntry;
 
 public final class ExchangeClient {
@@ -96,6 +98,7 @@ public final class ExchangeClient {
         out("send.computedSha256", hex(MessageDigest.getInstance("SHA-256").digest(outgoing)));
         out("send.size", receipt.getSize());
         out("send.duplicate", receipt.isDuplicate());
+        out("send.signatureVerdict", receipt.getSignatureVerdict());
         out("send.acceptedAt", receipt.getAcceptedAt());
         List<String> states = new ArrayList<>();
         for (RecipientStatus status : receipt.getRecipient()) {
@@ -133,6 +136,7 @@ public final class ExchangeClient {
         out("pending.documentId", mine.getDocumentId());
         out("pending.messageType", mine.getMessageType());
         out("pending.from", mine.getFrom());
+        out("pending.signatureVerdict", mine.getSignatureVerdict());
         out("pending.subject", mine.getSubject());
         int priority = mine.getPriority();  // xs:int: a Java int
         out("pending.priority", priority);
@@ -180,5 +184,17 @@ public final class ExchangeClient {
             }
         }
         out("trace.events", String.join(",", events));
+        out("trace.firstSeq", Long.toString(trace.getEvent().get(0).getSeq()));
+        out("trace.firstHash", trace.getEvent().get(0).getHash());
+
+        // -- sender: the hub's signed receipts (accepted, then delivered)
+        List<String> receipts = new ArrayList<>();
+        for (SignedReceipt signed : port.getReceipt(hubId, sender).getSignedReceipt()) {
+            receipts.add(signed.getKind() + ":" + signed.getTraceSeq());
+            if ("accepted".equals(signed.getKind())) {
+                out("receipt.accepted.xml", Base64.getEncoder().encodeToString(signed.getReceiptXml()));
+            }
+        }
+        out("receipt.kinds", String.join(",", receipts));
     }
 }
