@@ -44,7 +44,7 @@ class SignaturePolicy(StrEnum):
 
 
 # Stable reason codes: the verdict each one leads to, and what it means.  Documented in
-# docs/signatures.md; a test keeps the two in step.
+# docs/signatures.md; tests/docs/test_signature_reasons_documented.py keeps the two in step.
 REASONS: dict[str, tuple[Verdict, str]] = {
     # unsigned / placeholder
     "no-signature": (Verdict.UNSIGNED, "edXMLHeader carries no Signature"),
@@ -79,6 +79,10 @@ REASONS: dict[str, tuple[Verdict, str]] = {
         Verdict.UNTRUSTED,
         "the From agency has registered certificates and the signer is not one of them",
     ),
+    "signer-not-sender": (
+        Verdict.UNTRUSTED,
+        "the signing certificate names another agency (its UID) than the package's From",
+    ),
     # valid
     "ok": (Verdict.VALID, "signature value and digests verified; signer trusted"),
     "policy-off": (Verdict.NOT_CHECKED, "the signature policy is off"),
@@ -94,6 +98,7 @@ FAULT_BY_VERDICT: dict[Verdict, str] = {
 FAULT_BY_REASON: dict[str, str] = {
     "weak-algorithm": "Client.SignatureWeakAlgorithm",
     "signer-not-registered": "Client.SignerMismatch",
+    "signer-not-sender": "Client.SignerMismatch",
 }
 
 

@@ -254,7 +254,9 @@ class Exchange:
             rows = registry.agency_rows(session, parties)
             signers = registry.registered_signers(session, envelope.sender, now=now)
         policy = self.signatures.effective({code: row[1] for code, row in rows.items()}, parties)
-        found = self.signatures.verify(source, signed=True, policy=policy, registered_signers=signers, at=now)
+        found = self.signatures.verify(
+            source, signed=True, policy=policy, registered_signers=signers, at=now, sender=envelope.sender
+        )
         if found.verdict is Verdict.UNSIGNED:  # the scan's false hit: decided in the transaction
             return None
         enforce(found, policy)
@@ -367,7 +369,7 @@ class Exchange:
             )
             if signature is None:  # unsigned: only the policy matters
                 signature = self.signatures.verify(
-                    source, signed=False, policy=policy, registered_signers=(), at=now
+                    source, signed=False, policy=policy, registered_signers=(), at=now, sender=envelope.sender
                 )
             enforce(signature, policy)
             # A re-sent new document breaks the unique idempotency key at the flush below;

@@ -25,6 +25,7 @@ from pathlib import Path
 from esb.domain.signatures import SignaturePolicy, SignatureReport, Verdict, fault_code, report
 from esb.errors import ClientError
 from esb.security.package_signature import verify_package
+from esb.security.signer_binding import bind_to_sender
 from esb.security.trust_store import TrustStore
 
 
@@ -62,13 +63,15 @@ class SignatureRules:
         policy: SignaturePolicy,
         registered_signers: Collection[str],
         at: datetime,
+        sender: str,
     ) -> SignatureReport:
-        """The report for a package (``signed``: the reader saw a Signature in edXMLHeader)."""
+        """The report for a package (``signed``: it may carry a Signature), its signer bound to
+        ``sender`` (:mod:`esb.security.signer_binding`)."""
         if policy is SignaturePolicy.OFF:
             return report("policy-off")
         if not signed:
             return report("no-signature")
-        return verify_package(
+        found = verify_package(
             source,
             trust=self.trust,
             at=at,
@@ -76,6 +79,7 @@ class SignatureRules:
             allow_legacy=self.allow_legacy,
             max_bytes=self.max_bytes,
         )
+        return bind_to_sender(found, sender, registered=registered_signers)
 
 
 def may_be_signed(source: bytes | Path, *, in_header: bool) -> bool:

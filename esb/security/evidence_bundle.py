@@ -37,6 +37,8 @@ from datetime import datetime
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from cryptography import x509
+
 from esb.domain.receipts import HubReceipt, ReceiptKind
 from esb.domain.signatures import SignatureReport, Verdict
 from esb.domain.trace_chain import ChainedEvent, verify_document
@@ -44,7 +46,9 @@ from esb.errors import ClientError
 from esb.security.hub_receipts import verify_receipt
 from esb.security.package_signature import verify_package
 from esb.security.pki import load_certificates
+from esb.security.signer_binding import agency_code_of, bind_to_sender
 from esb.security.trust_store import TrustStore
+from esb.security.xml_signature import certificate_sha256
 
 FORMAT = "lgsp-esb-evidence/1"
 MANIFEST = "manifest.json"
@@ -374,6 +378,9 @@ def _check_signer(
         )
         return
     certificates = [load_certificates(base64.b64decode(c))[0] for c in signature.certificates]
+    if signature.reason in ("signer-not-sender", "signer-not-registered"):
+        _check_signer_binding(signature, certificates[0], document, result)
+        return
     at = datetime.fromisoformat(str(document.get("accepted_at", signature.checked_at)).replace("Z", "+00:00"))
     if trust is None:
         result.add(
@@ -390,6 +397,29 @@ def _check_signer(
         f"recorded {signature.verdict.value} ({signature.reason}); the signer's chain re-checked at "
         f"{at.isoformat()}: {chain.reason}"
         + ("" if agrees else " — the verdict is not reproduced with these trust anchors"),
+    )
+
+
+def _check_signer_binding(
+    signature: SignatureReport, leaf: x509.Certificate, document: dict[str, Any], result: BundleCheck
+) -> None:
+    """Reproduce a verdict that rests on who signed rather than on the chain."""
+    sender = str(document.get("sender", ""))
+    if signature.reason == "signer-not-sender":
+        named = agency_code_of(leaf)
+        agrees = named is not None and named != sender
+        found = f"the certificate names {named or 'no agency'}, the package is from {sender}"
+    else:
+        registered = _registered(signature)
+        agrees = bool(registered) and certificate_sha256(leaf) not in registered
+        found = (
+            f"the signer is {'not ' if agrees else ''}among the {len(registered)} registered certificate(s)"
+        )
+    result.add(
+        "package signature",
+        agrees,
+        f"recorded {signature.verdict.value} ({signature.reason}); {found}"
+        + ("" if agrees else " — the verdict is not reproduced"),
     )
 
 
@@ -418,8 +448,11 @@ def _check_package(
     if signature is None or signature.verdict is Verdict.NOT_CHECKED:
         return
     at = datetime.fromisoformat(str(document.get("accepted_at")).replace("Z", "+00:00"))
-    again = verify_package(
-        package, trust=trust, at=at, registered_signers=_registered(signature), allow_legacy=allow_legacy
+    registered = _registered(signature)
+    again = bind_to_sender(
+        verify_package(package, trust=trust, at=at, registered_signers=registered, allow_legacy=allow_legacy),
+        str(document.get("sender", "")),
+        registered=registered,
     )
     agrees = (again.verdict, again.reason) == (signature.verdict, signature.reason)
     result.add(

@@ -242,7 +242,7 @@ class ExchangeService(TranslatingService):
         _throws=[EsbFault],
     )
     def GetDocument(ctx: Any, hubDocumentId: str) -> DocumentContent:
-        """The package as delivered to the caller (with the hub's TraceHeader), or its download URL."""
+        """The package as delivered (a signed one as sent, others with the hub's TraceHeader), or its URL."""
         caller = require_caller(ctx, SERVICE)
         fetched = request_context(ctx).services.exchange.get_document(caller, hubDocumentId)
         return DocumentContent(

@@ -598,6 +598,22 @@ def test_another_signer_than_the_registered_one_is_untrusted_or_refused(
     assert (valid.signature_verdict, valid.signature_reason) == ("valid", "ok")
 
 
+def test_a_certificate_naming_another_agency_is_not_the_senders(
+    hub: Hub, signing: Signing, keys: Keys
+) -> None:
+    """No certificate registered: the certificate's UID ties the signer to From, or not."""
+    package = sign(hub.edoc(A, [B], number="406"), keys.b)  # B's certificate (UID B) on A's package
+    receipt = send(hub, A, package)
+    other = ("untrusted", "signer-not-sender")
+    assert verdicts(receipt, hub, B) == (other, other)
+    assert fetch(hub, B, receipt.hub_document_id) == package  # sound signature: delivered intact
+
+    hub.registration.set_signature_policy(A, SignaturePolicy.REQUIRE)
+    assert refusal(hub, A, sign(hub.edoc(A, [B], number="407"), keys.b)) == "Client.SignerMismatch"
+    own = send(hub, A, sign(hub.edoc(A, [B], number="408"), keys.a))
+    assert (own.signature_verdict, own.signature_reason) == ("valid", "ok")
+
+
 # -- SHA-1 ------------------------------------------------------------------------------------------
 
 
