@@ -25,15 +25,35 @@ def audit() -> None:
 
 @audit.command("verify")
 @database_options
+@click.option(
+    "--trust",
+    "trust_paths",
+    multiple=True,
+    type=click.Path(exists=True, path_type=Path),
+    help="Check receipts against these anchors (the hub's certificate or CA), not the database's list.",
+)
+@click.option(
+    "--head", "recorded_head", metavar="SEQ:HASH", help="A head printed earlier by `esb audit head`."
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @reports_errors
-def audit_verify(database_url: str | None, data_dir: Path | None, as_json: bool) -> None:
+def audit_verify(
+    database_url: str | None,
+    data_dir: Path | None,
+    trust_paths: tuple[Path, ...],
+    recorded_head: str | None,
+    as_json: bool,
+) -> None:
     """Recompute every event hash and link, compare with the chain head, check every receipt.
 
     Exit 0 when everything holds; 1 with the first broken link otherwise.
     """
+    from esb.cli.signature_commands import trust_store_from
     from esb.pipeline.audit import verify_database
     from esb.storage import trace_log
+
+    head = _recorded_head(recorded_head) if recorded_head else None
+    trust = trust_store_from(trust_paths) if trust_paths else None
 
     with opened_runtime(database_url, data_dir) as runtime:
         with runtime.database.transaction() as session:
@@ -46,7 +66,7 @@ def audit_verify(database_url: str | None, data_dir: Path | None, as_json: bool)
                 advance(count - seen)
                 seen = count
 
-            result = verify_database(runtime.database, progress=progress)
+            result = verify_database(runtime.database, progress=progress, trust=trust, recorded_head=head)
     if as_json:
         _echo_json(result.to_dict())
     else:
@@ -75,16 +95,26 @@ def audit_verify(database_url: str | None, data_dir: Path | None, as_json: bool)
         raise SystemExit(EXIT_REFUSED)
 
 
+def _recorded_head(value: str) -> tuple[int, str]:
+    seq, _, digest = value.replace(" ", ":").partition(":")
+    if not seq.isdigit() or len(digest) != 64 or any(c not in "0123456789abcdefABCDEF" for c in digest):
+        raise click.BadParameter(
+            "give SEQ:HASH as `esb audit head` prints it (a number, a 64-digit hex hash)"
+        )
+    return int(seq), digest.lower()
+
+
 @audit.command("head")
 @database_options
 @reports_errors
 def audit_head(database_url: str | None, data_dir: Path | None) -> None:
-    """Print the chain head (seq and hash): record it outside the hub, e.g. in a daily log."""
+    """Print the chain head (SEQ:HASH): record it outside the hub (a daily log, a letter) and
+    check it later with `esb audit verify --head SEQ:HASH`."""
     from esb.storage import trace_log
 
     with opened_runtime(database_url, data_dir) as runtime, runtime.database.transaction() as session:
         seq, digest = trace_log.head(session)
-    click.echo(f"{seq} {digest}")
+    click.echo(f"{seq}:{digest}")
 
 
 @click.group()

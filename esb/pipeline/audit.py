@@ -26,6 +26,7 @@ from esb.errors import ClientError
 from esb.pipeline.receipts import ReceiptIssuer
 from esb.security.evidence_bundle import BundleContents, write_bundle
 from esb.security.hub_receipts import verify_receipt
+from esb.security.trust_store import TrustStore
 from esb.storage import exchange_store, receipt_store, trace_log
 from esb.storage.database import Database
 
@@ -75,8 +76,20 @@ class AuditReport:
         }
 
 
-def verify_database(database: Database, *, progress: Progress | None = None) -> AuditReport:
-    """Check the whole chain and every receipt; ``progress`` is called with events checked so far."""
+def verify_database(
+    database: Database,
+    *,
+    progress: Progress | None = None,
+    trust: TrustStore | None = None,
+    recorded_head: tuple[int, str] | None = None,
+) -> AuditReport:
+    """Check the whole chain and every receipt; ``progress`` is called with events checked so far.
+
+    ``trust``: check receipts against these anchors instead of the hub certificates the
+    database lists (which whoever writes the database could add to).  ``recorded_head``: a
+    head (seq, hash) written down earlier, outside the hub: the event at that seq must still
+    hash to it, so that even a consistent rewrite of everything after it is seen.
+    """
     result = AuditReport()
     with database.transaction() as session:
         result.stored_head = trace_log.head(session)
@@ -93,8 +106,22 @@ def verify_database(database: Database, *, progress: Progress | None = None) -> 
             f"the chain ends at event {chain.head_seq}, but its head says {total_events}: "
             "the newest events were deleted (or the head was edited)",
         )
-    _check_receipts(database, result)
+    if result.first_break is None and recorded_head is not None:
+        result.first_break = _check_recorded_head(database, recorded_head)
+    _check_receipts(database, result, trust)
     return result
+
+
+def _check_recorded_head(database: Database, recorded: tuple[int, str]) -> ChainBreak | None:
+    seq, expected = recorded
+    with database.transaction() as session:
+        current = trace_log.event_hash(session, seq)
+    if current == expected.lower():
+        return None
+    found = "is gone" if current is None else f"now hashes to {current[:16]}…"
+    return ChainBreak(
+        seq, "", "recorded-head", f"event {seq}, recorded as {expected[:16]}…, {found}: the log was rewritten"
+    )
 
 
 def _counted(events: Iterator[ChainedEvent], progress: Progress | None) -> Iterator[ChainedEvent]:
@@ -104,7 +131,7 @@ def _counted(events: Iterator[ChainedEvent], progress: Progress | None) -> Itera
         yield event
 
 
-def _check_receipts(database: Database, result: AuditReport) -> None:
+def _check_receipts(database: Database, result: AuditReport, trust: TrustStore | None) -> None:
     after = 0
     while True:
         with database.transaction() as session:
@@ -115,19 +142,33 @@ def _check_receipts(database: Database, result: AuditReport) -> None:
             return
         for row, hub_id in batch:
             result.receipts += 1
-            problem = _receipt_problem(bytes(row.xml), row.sha256, hub_id, row.trace_seq, attested, hubs)
+            problem = _receipt_problem(
+                bytes(row.xml),
+                row.sha256,
+                hub_id,
+                row.trace_seq,
+                attested,
+                hubs if trust is None else set(),
+                trust,
+            )
             if problem is not None:
                 result.receipt_problems.append(ReceiptProblem(row.receipt_id, hub_id, row.trace_seq, problem))
         after = batch[-1][0].id
 
 
 def _receipt_problem(
-    xml: bytes, sha256: str, hub_id: str, seq: int, attested: dict[int, str | None], hubs: set[str]
+    xml: bytes,
+    sha256: str,
+    hub_id: str,
+    seq: int,
+    attested: dict[int, str | None],
+    hubs: set[str],
+    trust: TrustStore | None,
 ) -> str | None:
     if hashlib.sha256(xml).hexdigest() != sha256:
         return "the stored receipt bytes differ from their recorded SHA-256"
     try:
-        check = verify_receipt(xml, trust=None, hub_certificates=sorted(hubs))
+        check = verify_receipt(xml, trust=trust, hub_certificates=sorted(hubs))
     except ClientError as exc:
         return f"it is not a readable receipt: {exc.message}"
     if check.receipt is None or check.report.verdict is not Verdict.VALID:
@@ -215,7 +256,7 @@ def export_evidence(
             if sha in hub_certificates
         ],
     )
-    sha = write_bundle(out, contents)
+    sha = write_bundle(out, contents, seal_with=receipts.key)
     return ExportSummary(out, sha, len(trace), len(issued))
 
 

@@ -11,6 +11,8 @@ A bundle is a ZIP file:
 ``signature.json``         the package's signature report as the hub found it
 ``receipts/*.xml``         every receipt the hub signed for the document
 ``certificates/*.pem``     the hub certificates those receipts were signed with
+``manifest.seal.xml``      the hub's XML signature over the manifest's SHA-256: nothing
+                           can be left out of, or added to, a sealed bundle
 =========================  =============================================================
 
 :func:`verify_bundle` needs nothing but the bundle and the auditor's trust anchors: the
@@ -38,20 +40,27 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from cryptography import x509
+from lxml import etree
 
 from esb.domain.receipts import HubReceipt, ReceiptKind
 from esb.domain.signatures import SignatureReport, Verdict
 from esb.domain.trace_chain import ChainedEvent, verify_document
-from esb.errors import ClientError
+from esb.errors import ClientError, XmlInputError
 from esb.security.hub_receipts import verify_receipt
 from esb.security.package_signature import verify_package
 from esb.security.pki import load_certificates
 from esb.security.signer_binding import agency_code_of, bind_to_sender
+from esb.security.signing_key import SigningKey
 from esb.security.trust_store import TrustStore
-from esb.security.xml_signature import certificate_sha256
+from esb.security.xml_signature import certificate_sha256, sign_enveloped, verify_enveloped
+from esb.xml_processing.namespaces import DS
+from esb.xml_processing.parsing import parse_untrusted
 
 FORMAT = "lgsp-esb-evidence/1"
 MANIFEST = "manifest.json"
+SEAL = "manifest.seal.xml"
+SEAL_NS = "urn:lgsp-esb:evidence:1"
+SEAL_COVERS = "the whole seal document: the SHA-256 of manifest.json and the time it was sealed"
 MAX_MEMBER_BYTES = 64 << 20
 MAX_MEMBERS = 10_000
 
@@ -103,8 +112,11 @@ class BundleContents:
     certificates: Sequence[tuple[str, bytes]]  # (file name under certificates/, PEM)
 
 
-def write_bundle(out: Path, contents: BundleContents) -> str:
-    """Write the bundle atomically (temporary file, then rename); returns its SHA-256."""
+def write_bundle(out: Path, contents: BundleContents, *, seal_with: SigningKey | None = None) -> str:
+    """Write the bundle atomically (temporary file, then rename); returns its SHA-256.
+
+    ``seal_with``: the hub's key, to sign the manifest (``manifest.seal.xml``).
+    """
     files: dict[str, bytes] = {
         "document.json": _json(contents.document),
         "trace.json": _json([event.to_dict() for event in contents.trace]),
@@ -126,6 +138,8 @@ def write_bundle(out: Path, contents: BundleContents) -> str:
     try:
         with zipfile.ZipFile(temporary, "w", compression=zipfile.ZIP_DEFLATED) as archive:
             archive.writestr(MANIFEST, _json(manifest))
+            if seal_with is not None:
+                archive.writestr(SEAL, _seal(_json(manifest), contents.exported_at, seal_with))
             for name, data in sorted(files.items()):
                 archive.writestr(name, data)
         os.replace(temporary, out)
@@ -137,6 +151,14 @@ def write_bundle(out: Path, contents: BundleContents) -> str:
 
 def _json(value: object) -> bytes:
     return json.dumps(value, ensure_ascii=False, indent=2, sort_keys=True).encode("utf-8")
+
+
+def _seal(manifest: bytes, sealed_at: str, key: SigningKey) -> bytes:
+    root = etree.Element(f"{{{SEAL_NS}}}ManifestSeal", nsmap={None: SEAL_NS})  # type: ignore[dict-item]
+    etree.SubElement(root, f"{{{SEAL_NS}}}ManifestSha256").text = hashlib.sha256(manifest).hexdigest()
+    etree.SubElement(root, f"{{{SEAL_NS}}}SealedAt").text = sealed_at
+    sign_enveloped(root, root, key)
+    return bytes(etree.tostring(root, xml_declaration=True, encoding="UTF-8"))
 
 
 # ---------------------------------------------------------------------------------- reading
@@ -153,6 +175,7 @@ def verify_bundle(
     bundle that is wrong, only for one that cannot be read at all (:class:`BundleUnreadable`)."""
     files, manifest = _read(path)
     result = BundleCheck(hub_document_id=str(manifest.get("hub_document_id", "")))
+    _check_seal(files.pop(SEAL, None), files.pop(RAW_MANIFEST), trust, result)
     _check_manifest(files, manifest, result)
     document = _load_json(files, "document.json", result, dict)
     trace = _load_trace(files, result)
@@ -204,7 +227,44 @@ def _read(path: Path) -> tuple[dict[str, bytes], dict[str, Any]]:
         raise BundleUnreadable(f"{MANIFEST} is not JSON: {exc}") from None
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise BundleUnreadable(f"{path} is not a {FORMAT} bundle")
+    files[RAW_MANIFEST] = raw
     return files, manifest
+
+
+RAW_MANIFEST = "\0manifest"  # the manifest's bytes, kept aside under a name no ZIP member has
+
+
+def _check_seal(seal: bytes | None, manifest: bytes, trust: TrustStore | None, result: BundleCheck) -> None:
+    """The hub's signature over the manifest: without it, files could be left out unnoticed."""
+    if seal is None:
+        result.add("manifest seal", False, f"the bundle has no {SEAL}: anything could have been left out")
+        return
+    try:
+        root = parse_untrusted(seal)
+    except XmlInputError as exc:
+        result.add("manifest seal", False, f"{SEAL} is not XML: {exc.message}")
+        return
+    digest = root.findtext(f"{{{SEAL_NS}}}ManifestSha256")
+    sealed_at = root.findtext(f"{{{SEAL_NS}}}SealedAt") or ""
+    signatures = [child for child in root if child.tag == f"{{{DS}}}Signature"]
+    try:
+        at = datetime.fromisoformat(sealed_at.replace("Z", "+00:00"))
+    except ValueError:
+        result.add("manifest seal", False, f"{SEAL} gives no readable SealedAt")
+        return
+    if root.tag != f"{{{SEAL_NS}}}ManifestSeal" or len(signatures) != 1:
+        result.add("manifest seal", False, f"{SEAL} is not one signed ManifestSeal")
+        return
+    found = verify_enveloped(signatures[0], trust=trust, at=at, covered=SEAL_COVERS)
+    if found.verdict is not Verdict.VALID:
+        result.add(
+            "manifest seal", False, f"signature {found.verdict.value}: {found.reason} ({found.message})"
+        )
+    elif digest != hashlib.sha256(manifest).hexdigest():
+        result.add("manifest seal", False, "the manifest is not the one the hub sealed")
+    else:
+        signer = found.signer.subject if found.signer else "?"
+        result.add("manifest seal", True, f"sealed by {signer} at {sealed_at}")
 
 
 def _check_manifest(files: dict[str, bytes], manifest: dict[str, Any], result: BundleCheck) -> None:

@@ -18,6 +18,7 @@ from esb.domain.access import Caller
 from esb.domain.exchange import Outcome
 from esb.pipeline.demo_packages import build_edoc, edoc_spec
 from esb.pipeline.demo_seed import seed_demo
+from esb.security.pki import make_root_ca
 from esb.settings import Settings
 from esb.storage import registry
 from esb.wiring import build_runtime
@@ -66,7 +67,14 @@ def test_audit_and_evidence_commands(cli: click.Group, database_url: str, tmp_pa
     assert report["intact"] is True
     assert (report["documents"], report["receipts"]) == (1, 2)
     head = runner.invoke(cli, ["audit", "head", *common], catch_exceptions=False)
-    assert head.output.split() == [str(report["head"]["seq"]), report["head"]["hash"]]
+    recorded = head.output.strip()
+    assert recorded == f"{report['head']['seq']}:{report['head']['hash']}"
+    hub_cert = str(data_dir / "hub" / "cert.pem")
+    anchored = ["audit", "verify", *common, "--head", recorded, "--trust", hub_cert]
+    assert runner.invoke(cli, anchored, catch_exceptions=False).exit_code == 0
+    bad_head = runner.invoke(cli, ["audit", "verify", *common, "--head", "12:abc"])
+    assert bad_head.exit_code == 2
+    assert "SEQ:HASH" in bad_head.output
 
     bundle = tmp_path / "evidence.zip"
     exported = runner.invoke(
@@ -74,7 +82,6 @@ def test_audit_and_evidence_commands(cli: click.Group, database_url: str, tmp_pa
     )
     assert exported.exit_code == 0, exported.output
     assert f"sha256 {hashlib.sha256(bundle.read_bytes()).hexdigest()}" in exported.output
-    hub_cert = str(data_dir / "hub" / "cert.pem")
     good = runner.invoke(
         cli, ["evidence", "verify", str(bundle), "--trust", hub_cert], catch_exceptions=False
     )
@@ -100,3 +107,9 @@ def test_audit_and_evidence_commands(cli: click.Group, database_url: str, tmp_pa
     broken = runner.invoke(cli, ["audit", "verify", *common], catch_exceptions=False)
     assert broken.exit_code == 1
     assert "BROKEN at event 2 (edited" in broken.output
+    # Receipts checked against another anchor than the hub's own certificate are refused.
+    other = tmp_path / "other-ca.pem"
+    other.write_bytes(make_root_ca("Someone else", now=datetime.now(UTC)).certificate_pem())
+    foreign = runner.invoke(cli, ["audit", "verify", *common, "--trust", str(other), "--json"])
+    assert foreign.exit_code == 1
+    assert all("untrusted" in p["message"] for p in json.loads(foreign.output)["receipt_problems"])

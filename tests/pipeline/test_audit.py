@@ -143,6 +143,10 @@ def test_a_rewritten_and_rehashed_chain_is_caught_by_the_signed_receipts(exchang
     result = verify_database(exchanged.runtime.database)
     assert result.first_break is None  # the chain itself was re-forged consistently
     assert not result.intact
+    # A head written down before the rewrite gives it away too, receipts or not.
+    recorded = verify_database(exchanged.runtime.database, recorded_head=(accepted.seq, accepted.hash))
+    assert recorded.first_break is not None
+    assert (recorded.first_break.seq, recorded.first_break.problem) == (accepted.seq, "recorded-head")
     problems = {p.trace_seq: p.message for p in result.receipt_problems}
     assert "no longer hashes to what the hub signed" in problems[accepted.seq]
 
@@ -201,7 +205,9 @@ def _rewrite(bundle: Path, out: Path, change: dict[str, bytes | None], *, fix_ma
     if fix_manifest:
         manifest = json.loads(files["manifest.json"])
         manifest["files"] = {
-            name: hashlib.sha256(data).hexdigest() for name, data in files.items() if name != "manifest.json"
+            name: hashlib.sha256(data).hexdigest()
+            for name, data in files.items()
+            if name not in ("manifest.json", "manifest.seal.xml")  # the seal is not listed: it signs the list
         }
         files["manifest.json"] = json.dumps(manifest).encode()
     with zipfile.ZipFile(out, "w") as archive:
@@ -217,7 +223,7 @@ def test_an_exported_bundle_verifies_offline_with_the_hub_certificate(
     result = verify_bundle(bundle, trust=exchanged.hub_trust)
     assert result.ok, result.to_dict()
     names = [c.name for c in result.checks]
-    assert names[:2] == ["manifest", "trace chain"]
+    assert names[:3] == ["manifest seal", "manifest", "trace chain"]
     assert sum(name.startswith("receipts/") for name in names) == 2  # accepted + delivered
     with zipfile.ZipFile(bundle) as archive:
         listed = set(archive.namelist())
@@ -260,7 +266,11 @@ def test_an_edited_event_in_a_bundle_is_found_even_with_the_manifest_fixed(
     )
     result = verify_bundle(forged, trust=exchanged.hub_trust)
     checks = {c.name: c for c in result.checks}
-    assert checks["manifest"].ok
+    assert checks["manifest"].ok  # consistent again, but no longer what the hub sealed
+    assert (checks["manifest seal"].ok, checks["manifest seal"].detail) == (
+        False,
+        "the manifest is not the one the hub sealed",
+    )
     assert not checks["trace chain"].ok
     assert f"event {trace[1]['seq']}" in checks["trace chain"].detail
     # without fixing the manifest, the manifest says so first
@@ -280,6 +290,7 @@ def test_a_removed_or_edited_receipt_in_a_bundle_is_found(exchanged: Exchanged, 
         delivered = archive.read(receipts[1])
     removed = _rewrite(bundle, tmp_path / "removed.zip", {receipts[1]: None}, fix_manifest=True)
     checks = {c.name: c for c in verify_bundle(removed, trust=exchanged.hub_trust).checks}
+    assert not checks["manifest seal"].ok
     assert not checks["receipts complete"].ok
     assert "confirmed" in checks["receipts complete"].detail
 
@@ -304,6 +315,28 @@ def test_a_receipt_of_another_document_does_not_pass_as_this_ones(
     checks = {c.name: c for c in verify_bundle(mixed, trust=exchanged.hub_trust).checks}
     assert not checks["receipts/99999999-accepted.xml"].ok
     assert "it is about" in checks["receipts/99999999-accepted.xml"].detail
+
+
+def test_leaving_out_the_newest_events_and_their_receipt_breaks_the_seal(
+    exchanged: Exchanged, tmp_path: Path
+) -> None:
+    """The trace and receipts alone would still agree after dropping the delivery's events and
+    its receipt; only the hub's seal over the manifest shows that something was left out."""
+    bundle = _export(exchanged, tmp_path)
+    with zipfile.ZipFile(bundle) as archive:
+        trace = json.loads(archive.read("trace.json"))
+        delivered = next(n for n in archive.namelist() if n.endswith("-delivered.xml"))
+    confirmed = next(i for i, e in enumerate(trace) if e["kind"] == "confirmed")
+    shortened = {"trace.json": json.dumps(trace[:confirmed]).encode(), delivered: None}
+    cut = _rewrite(bundle, tmp_path / "cut.zip", shortened, fix_manifest=True)
+    checks = {c.name: c for c in verify_bundle(cut, trust=exchanged.hub_trust).checks}
+    assert [name for name, check in checks.items() if not check.ok] == ["manifest seal"]
+    unsealed = _rewrite(bundle, tmp_path / "unsealed.zip", {"manifest.seal.xml": None}, fix_manifest=False)
+    seal = {c.name: c for c in verify_bundle(unsealed, trust=exchanged.hub_trust).checks}["manifest seal"]
+    assert (seal.ok, seal.detail) == (
+        False,
+        "the bundle has no manifest.seal.xml: anything could have been left out",
+    )
 
 
 @pytest.mark.parametrize(
