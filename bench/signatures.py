@@ -6,7 +6,7 @@ For a ≈5 KiB and a ≈1 MiB package (one attachment of random bytes, written b
 interleaved, on the same bytes:
 
 * ``ours``: what the hub and ``esb sign``/``esb verify`` run.
-  :func:`esb.security.package_signature.sign_package` (hardened streaming parse, the checks on
+  :func:`esb.security.package_signature.sign_package` (hardened parse, the checks on
   the package, xmlsec, the chain added to KeyInfo, the canonical writer with its SHA-256) with a
   :class:`~esb.security.signing_key.SigningKey` loaded once; and
   :func:`esb.security.package_signature.verify_package` with a real
@@ -323,9 +323,9 @@ def _stage_calls(ops: Operations, signed: bytes) -> list[tuple[str, Callable[[],
 
     stages: list[tuple[str, Callable[[], object]]] = []
     parse = getattr(ps, "_parse", None)
-    chunks = getattr(ps, "_chunks", None)
-    checker = getattr(parsing, "_NamespaceChecker", None)
-    if parse is None or chunks is None:
+    within = getattr(parsing, "_within", None)
+    prolog = getattr(parsing, "_plain_prolog", None)
+    if parse is None:
         return stages
     limits = parsing.XmlLimits()
     root = parse(signed, limits)
@@ -335,16 +335,19 @@ def _stage_calls(ops: Operations, signed: bytes) -> list[tuple[str, Callable[[],
         return stages
     parts = xs.read_signature(signature)
     stages.append(("hardened parse (ps._parse), all of it", lambda: parse(signed, limits)))
-    if checker is not None:
-
-        def namespace_pass() -> object:
-            check = checker()
-            for chunk in chunks(signed):
-                check.feed(chunk)
-            check.close()
-            return check
-
-        stages.append(("  of which: expat namespace pass", namespace_pass))
+    if len(signed) <= getattr(parsing, "FAST_PARSE_MAX_BYTES", -1) and within and prolog:
+        tree = etree.fromstring(signed, parsing.hardened_parser())
+        long_text = len(signed) > limits.max_text_chars
+        stages += [
+            ("  of which: libxml2 into a tree", lambda: etree.fromstring(signed, parsing.hardened_parser())),
+            (
+                "  of which: prolog + limit checks",
+                lambda: (
+                    prolog(signed),
+                    within(tree, limits, long_text=long_text, long_text_in="ContentTransferEncoded"),
+                ),
+            ),
+        ]
     samples = ps.SAMPLE_SIGNATURE_VALUES
     stages += [
         ("placeholder checks", lambda: xs.find_placeholder(signature, sample_values=samples)),

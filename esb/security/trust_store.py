@@ -15,15 +15,33 @@ certificates have neither, or carry other EKUs), and a CA may carry any EKU.  By
 before the verifier, we only compare validity dates and KeyUsage flags; after it, we consult
 CRLs, whose signatures ``cryptography`` checks.  Nothing is ever fetched from the network: no
 AIA, no CRL distribution points, no OCSP.
+
+What does not depend on the moment is remembered, so that the answer is exactly the one a
+fresh computation would give (tests/security/test_trust_store.py checks it at the boundaries):
+
+* the verifier's outcome (the chain it built, or its refusal) for a leaf, the intermediates
+  offered, and *where ``at`` falls* relative to the validity period of every certificate the
+  verifier could use (leaf, intermediates, anchors): before, at the start, inside, at the end,
+  after, both for ``at`` and for ``at`` truncated to the second.  The verifier's time enters
+  only through those comparisons, so equal keys mean equal outcomes; a certificate expiring
+  between two calls changes the key.  The leaf's own validity and every CRL lookup
+  (revocation date against ``at``, nextUpdate) are re-done on every call;
+* whether a CRL's signature verifies with an issuer's key, and what is read from one
+  certificate alone (names, KeyUsage, self-signature), per certificate.
+
+The caches are bounded (LRU) and thread-safe; a store is immutable, so they never go stale.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import functools
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TypeAlias
+from typing import Generic, TypeVar
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
@@ -55,13 +73,6 @@ _CA_POLICY = ExtensionPolicy.webpki_defaults_ca().may_be_present(
     x509.ExtendedKeyUsage, Criticality.AGNOSTIC, None
 )
 
-_IssuerKey: TypeAlias = (
-    rsa.RSAPublicKey
-    | ec.EllipticCurvePublicKey
-    | dsa.DSAPublicKey
-    | ed25519.Ed25519PublicKey
-    | ed448.Ed448PublicKey
-)
 _ISSUER_KEY_TYPES = (
     rsa.RSAPublicKey,
     ec.EllipticCurvePublicKey,
@@ -91,12 +102,61 @@ class ChainCheck:
             raise ValueError(f"unknown reason code {self.reason!r}")
 
 
+_CACHE_ENTRIES = 512
+_K = TypeVar("_K", bound=Hashable)
+_V = TypeVar("_V")
+
+
+class _Lru(Generic[_K, _V]):
+    """A bounded, thread-safe memo: ``get(key, compute)`` (compute may run twice in a race)."""
+
+    def __init__(self, size: int = _CACHE_ENTRIES) -> None:
+        self._size = size
+        self._entries: OrderedDict[_K, _V] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: _K, compute: Callable[[], _V]) -> _V:
+        with self._lock:
+            if key in self._entries:
+                self._entries.move_to_end(key)
+                return self._entries[key]
+        value = compute()
+        with self._lock:
+            self._entries[key] = value
+            while len(self._entries) > self._size:
+                self._entries.popitem(last=False)
+        return value
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
+# A certificate hashes and compares by its DER, so these are caches per certificate.
+@functools.lru_cache(maxsize=_CACHE_ENTRIES)
 def _subject(certificate: x509.Certificate) -> str:
     return certificate.subject.rfc4514_string() or "<empty subject>"
 
 
+@functools.lru_cache(maxsize=_CACHE_ENTRIES)
 def _issuer(certificate: x509.Certificate) -> str:
     return certificate.issuer.rfc4514_string() or "<empty issuer>"
+
+
+@functools.lru_cache(maxsize=_CACHE_ENTRIES)
+def _validity_period(certificate: x509.Certificate) -> tuple[datetime, datetime]:
+    return certificate.not_valid_before_utc, certificate.not_valid_after_utc
+
+
+def _where(moment: datetime, period: tuple[datetime, datetime]) -> int:
+    """0 before the period, 1 at its start, 2 inside, 3 at its end, 4 after (for a cache key)."""
+    start, end = period
+    if moment < start:
+        return 0
+    if moment == start:
+        return 1
+    if moment < end:
+        return 2
+    return 3 if moment == end else 4
 
 
 def _utc(moment: datetime) -> datetime:
@@ -107,6 +167,7 @@ def _iso(moment: datetime) -> str:
     return _utc(moment).isoformat().replace("+00:00", "Z")
 
 
+@functools.lru_cache(maxsize=_CACHE_ENTRIES)
 def _der(certificate: x509.Certificate) -> bytes:
     return certificate.public_bytes(serialization.Encoding.DER)
 
@@ -122,6 +183,7 @@ def _unique(certificates: Iterable[x509.Certificate]) -> tuple[x509.Certificate,
     return tuple(result)
 
 
+@functools.lru_cache(maxsize=_CACHE_ENTRIES)
 def _issued_by(certificate: x509.Certificate, issuer: x509.Certificate) -> bool:
     """Names chain and ``issuer``'s key verifies ``certificate``'s signature (cryptography does the math)."""
     try:
@@ -133,21 +195,21 @@ def _issued_by(certificate: x509.Certificate, issuer: x509.Certificate) -> bool:
 
 def _validity(certificate: x509.Certificate, at: datetime, *, what: str) -> tuple[str, str] | None:
     """``(reason, message)`` when ``certificate`` is not valid at ``at``."""
-    if at < certificate.not_valid_before_utc:
+    not_before, not_after = _validity_period(certificate)
+    if at < not_before:
         return (
             "certificate-not-yet-valid",
-            f"{what} {_subject(certificate)} is valid only from "
-            f"{_iso(certificate.not_valid_before_utc)} (checked at {_iso(at)})",
+            f"{what} {_subject(certificate)} is valid only from {_iso(not_before)} (checked at {_iso(at)})",
         )
-    if at > certificate.not_valid_after_utc:
+    if at > not_after:
         return (
             "certificate-expired",
-            f"{what} {_subject(certificate)} expired at "
-            f"{_iso(certificate.not_valid_after_utc)} (checked at {_iso(at)})",
+            f"{what} {_subject(certificate)} expired at {_iso(not_after)} (checked at {_iso(at)})",
         )
     return None
 
 
+@functools.lru_cache(maxsize=_CACHE_ENTRIES)
 def _key_usage_problem(certificate: x509.Certificate) -> str | None:
     """Why the leaf's KeyUsage forbids signing documents, or None (no KeyUsage allows everything)."""
     try:
@@ -224,6 +286,14 @@ class TrustStore:
         self._crls = tuple(crls)
         self._anchor_ders = frozenset(_der(anchor) for anchor in self._anchors)
         self._store = Store(list(self._anchors)) if self._anchors else None
+        # (leaf DER, offered intermediates' DERs, where `at` falls for each) -> chain or refusal
+        self._outcomes: _Lru[
+            tuple[bytes, tuple[bytes, ...], tuple[int, ...]], tuple[x509.Certificate, ...] | str
+        ] = _Lru()
+        # (CRL index, issuer DER) -> does the CRL's signature verify with that issuer's key
+        self._crl_signatures: _Lru[tuple[int, bytes], bool] = _Lru()
+        # certificate DER -> (index, CRL) of the CRLs whose issuer name is the certificate's issuer
+        self._crls_about: _Lru[bytes, tuple[tuple[int, x509.CertificateRevocationList], ...]] = _Lru()
 
     @classmethod
     def of(
@@ -325,13 +395,13 @@ class TrustStore:
         warnings: list[str] = []
 
         if pinned:
-            chain = self._verified_chain(leaf, pool, at)
-            if chain is None:
+            verified = self._verified_chain(leaf, pool, at)
+            if verified is None:
                 links = [(leaf, self._issuers_of(leaf, pool))]
                 shown: tuple[str, ...] = (subject,)
             else:
-                links = self._links(chain)
-                shown = tuple(_subject(certificate) for certificate in chain)
+                links = self._links(verified)
+                shown = tuple(_subject(certificate) for certificate in verified)
             revoked = self._revocation(links, at, warnings)
             if revoked is not None:
                 return ChainCheck(False, "certificate-revoked", revoked, shown, _dedupe(warnings))
@@ -344,12 +414,12 @@ class TrustStore:
 
         if _der(leaf) in self._anchor_ders:
             # Trusted as itself (e.g. a hub's self-signed certificate): no path to build.
-            chain = [leaf]
+            chain: Sequence[x509.Certificate] = [leaf]
         else:
-            try:
-                chain = _verifier(self._store, at).verify(leaf, list(pool)).chain
-            except VerificationError as error:
-                return self._explain_failure(leaf, pool, at, str(error))
+            outcome = self._verify(self._store, leaf, pool, at)
+            if isinstance(outcome, str):
+                return self._explain_failure(leaf, pool, at, outcome)
+            chain = outcome
         links = self._links(chain)
 
         shown = tuple(_subject(certificate) for certificate in chain)
@@ -362,15 +432,56 @@ class TrustStore:
 
     def _verified_chain(
         self, leaf: x509.Certificate, pool: Sequence[x509.Certificate], at: datetime
-    ) -> list[x509.Certificate] | None:
+    ) -> Sequence[x509.Certificate] | None:
         if self._store is None:
             return None
         if _der(leaf) in self._anchor_ders:
             return [leaf]
-        try:
-            return _verifier(self._store, at).verify(leaf, list(pool)).chain
-        except VerificationError:
-            return None
+        outcome = self._verify(self._store, leaf, pool, at)
+        return None if isinstance(outcome, str) else outcome
+
+    def _verify(
+        self, store: Store, leaf: x509.Certificate, pool: Sequence[x509.Certificate], at: datetime
+    ) -> tuple[x509.Certificate, ...] | str:
+        """The verifier's chain, or its refusal's text; remembered per leaf, pool and validity
+        position of ``at`` (module docstring: equal keys give equal outcomes)."""
+        whole_second = at.replace(microsecond=0)
+        positions = tuple(
+            position
+            for certificate in (leaf, *pool, *self._anchors)
+            for period in (_validity_period(certificate),)
+            for position in (_where(at, period), _where(whole_second, period))
+        )
+        key = (_der(leaf), tuple(_der(certificate) for certificate in pool), positions)
+
+        def compute() -> tuple[x509.Certificate, ...] | str:
+            try:
+                return tuple(_verifier(store, at).verify(leaf, list(pool)).chain)
+            except VerificationError as error:
+                return str(error)
+
+        return self._outcomes.get(key, compute)
+
+    @staticmethod
+    def _crl_name(certificate: x509.Certificate, crl: x509.CertificateRevocationList) -> str:
+        return f"CRL of {_issuer(certificate)} (lastUpdate {_iso(crl.last_update_utc)})"
+
+    def _crls_of_issuer(
+        self, certificate: x509.Certificate
+    ) -> tuple[tuple[int, x509.CertificateRevocationList], ...]:
+        if not self._crls:
+            return ()
+
+        def compute() -> tuple[tuple[int, x509.CertificateRevocationList], ...]:
+            issuer = certificate.issuer
+            return tuple((index, crl) for index, crl in enumerate(self._crls) if crl.issuer == issuer)
+
+        return self._crls_about.get(_der(certificate), compute)
+
+    def _crl_signed_by(
+        self, index: int, crl: x509.CertificateRevocationList, issuer: x509.Certificate
+    ) -> bool:
+        return self._crl_signatures.get((index, _der(issuer)), lambda: _crl_signature_valid(crl, issuer))
 
     def _issuers_of(
         self, certificate: x509.Certificate, pool: Sequence[x509.Certificate]
@@ -438,25 +549,20 @@ class TrustStore:
         issuer name is the certificate's issuer and one of those issuers' keys signed it.
         """
         for certificate, issuers in links:
-            keys: list[_IssuerKey] = []
-            for issuer in issuers:
-                public_key = issuer.public_key()
-                if isinstance(public_key, _ISSUER_KEY_TYPES):
-                    keys.append(public_key)
-            for crl in self._crls:
-                if crl.issuer != certificate.issuer:
-                    continue
-                crl_name = f"CRL of {_issuer(certificate)} (lastUpdate {_iso(crl.last_update_utc)})"
+            keys = [issuer for issuer in issuers if isinstance(issuer.public_key(), _ISSUER_KEY_TYPES)]
+            for index, crl in self._crls_of_issuer(certificate):
                 if not keys:
-                    warnings.append(f"{crl_name} ignored: the issuer's certificate is not known")
-                    continue
-                if not any(crl.is_signature_valid(key) for key in keys):
                     warnings.append(
-                        f"{crl_name} ignored: its signature does not verify with the issuer's key"
+                        f"{self._crl_name(certificate, crl)} ignored: the issuer's certificate is not known"
                     )
                     continue
+                if not any(self._crl_signed_by(index, crl, issuer) for issuer in keys):
+                    name = self._crl_name(certificate, crl)
+                    warnings.append(f"{name} ignored: its signature does not verify with the issuer's key")
+                    continue
                 if crl.next_update_utc is not None and crl.next_update_utc < at:
-                    warnings.append(f"{crl_name} is past its nextUpdate {_iso(crl.next_update_utc)}")
+                    name = self._crl_name(certificate, crl)
+                    warnings.append(f"{name} is past its nextUpdate {_iso(crl.next_update_utc)}")
                 entry = crl.get_revoked_certificate_by_serial_number(certificate.serial_number)
                 if entry is None:
                     continue
@@ -464,13 +570,18 @@ class TrustStore:
                 if revoked_at <= at:
                     return (
                         f"certificate {_subject(certificate)} (serial {certificate.serial_number:x}) "
-                        f"was revoked at {_iso(revoked_at)} by the {crl_name}"
+                        f"was revoked at {_iso(revoked_at)} by the {self._crl_name(certificate, crl)}"
                     )
                 warnings.append(
                     f"certificate {_subject(certificate)} was revoked at {_iso(revoked_at)}, "
                     f"after the verification time {_iso(at)}"
                 )
         return None
+
+
+def _crl_signature_valid(crl: x509.CertificateRevocationList, issuer: x509.Certificate) -> bool:
+    public_key = issuer.public_key()
+    return isinstance(public_key, _ISSUER_KEY_TYPES) and crl.is_signature_valid(public_key)
 
 
 def _verifier(store: Store, at: datetime) -> ClientVerifier:

@@ -53,6 +53,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hashlib
 from collections.abc import Collection, Mapping, Sequence
 from copy import deepcopy
@@ -121,6 +122,11 @@ _DIGEST_ALGORITHMS: Final[dict[str, tuple[Any, bool]]] = {
     _C.TransformSha512.href: (_C.TransformSha512, False),
     _C.TransformSha1.href: (_C.TransformSha1, True),
 }
+
+# Certificates seen in signatures, and what is derived from them alone (parsed object, xmlsec key,
+# fingerprint, names), are kept per DER in bounded LRU caches (functools.lru_cache is thread-safe).
+_CACHED_CERTIFICATES: Final = 512
+_CACHED_TEXT_CHARS: Final = 64 * 1024  # longer X509Certificate texts are decoded every time, not kept
 
 ACCEPTED_CANONICALIZATIONS: Final[frozenset[str]] = frozenset(_CANONICALIZATIONS)
 ACCEPTED_SIGNATURE_METHODS: Final[frozenset[str]] = frozenset(_SIGNATURE_ALGORITHMS)
@@ -513,24 +519,28 @@ def _c14n_parameters(method: etree._Element, algorithm: str) -> tuple[str, ...]:
 
 def _check_usable(certificate: x509.Certificate, index: int) -> None:
     """``cryptography`` parses a certificate lazily: read now what the checks will read later."""
+    problem = _usability(certificate)
+    if problem is not None:
+        raise SignatureProblem(problem[0], problem[1].format(index=index))
+
+
+@functools.lru_cache(maxsize=_CACHED_CERTIFICATES)
+def _usability(certificate: x509.Certificate) -> tuple[str, str] | None:
+    """(reason, message with ``{index}``) when a field the checks read is unreadable; per certificate
+    (certificates hash and compare by their DER, so this is a cache by DER)."""
     try:
         certificate.public_key()
     except UnsupportedAlgorithm:
-        raise SignatureProblem(
-            "unsupported-algorithm", f"the public key of X509Certificate #{index} is of an unsupported type"
-        ) from None
+        return "unsupported-algorithm", "the public key of X509Certificate #{index} is of an unsupported type"
     except ValueError:
-        raise SignatureProblem(
-            "truncated-certificate", f"X509Certificate #{index} in KeyInfo has an unreadable public key"
-        ) from None
+        return "truncated-certificate", "X509Certificate #{index} in KeyInfo has an unreadable public key"
     try:
         certificate.subject.rfc4514_string()
         certificate.issuer.rfc4514_string()
         certificate.not_valid_before_utc, certificate.not_valid_after_utc, certificate.extensions  # noqa: B018
     except ValueError:
-        raise SignatureProblem(
-            "truncated-certificate", f"X509Certificate #{index} in KeyInfo has unreadable fields"
-        ) from None
+        return "truncated-certificate", "X509Certificate #{index} in KeyInfo has unreadable fields"
+    return None
 
 
 def _leaf_first(certificates: Sequence[x509.Certificate]) -> tuple[x509.Certificate, ...]:
@@ -575,9 +585,7 @@ def verify_signature(parts: SignatureParts) -> None:
         )
     context = xmlsec.SignatureContext()
     try:
-        context.key = xmlsec.Key.from_memory(
-            parts.leaf.public_bytes(serialization.Encoding.DER), _C.KeyDataFormatCertDer
-        )
+        context.key = _verification_key(parts.leaf)  # the context takes its own copy of the key
         _restrict_transforms(context, parts)
     except xmlsec.Error:
         raise SignatureProblem(
@@ -596,6 +604,18 @@ def verify_signature(parts: SignatureParts) -> None:
             "signature-value-mismatch",
             "the SignatureValue does not match SignedInfo and the key of the certificate in KeyInfo",
         ) from None
+
+
+@functools.lru_cache(maxsize=_CACHED_CERTIFICATES)
+def _verification_key(certificate: x509.Certificate) -> Any:
+    """The xmlsec public key of a certificate (an ``xmlsec.Key``), loaded once per certificate.
+
+    Shared between calls and threads: assigning it to ``SignatureContext.key`` duplicates it
+    (``xmlSecKeyDuplicate``), so no context ever holds or changes the cached key itself.
+    """
+    return xmlsec.Key.from_memory(
+        certificate.public_bytes(serialization.Encoding.DER), _C.KeyDataFormatCertDer
+    )
 
 
 def _restrict_transforms(context: Any, parts: SignatureParts) -> None:
@@ -740,11 +760,13 @@ def verify_enveloped(
 # ---------------------------------------------------------------------------------- certificates
 
 
+@functools.lru_cache(maxsize=_CACHED_CERTIFICATES)
 def certificate_sha256(certificate: x509.Certificate) -> str:
     """Hex SHA-256 fingerprint of the DER certificate (the form registered signers are listed in)."""
     return hashlib.sha256(certificate.public_bytes(serialization.Encoding.DER)).hexdigest()
 
 
+@functools.lru_cache(maxsize=_CACHED_CERTIFICATES)
 def signer_info(certificate: x509.Certificate) -> SignerInfo:
     return SignerInfo(
         subject=certificate.subject.rfc4514_string(),
@@ -756,6 +778,7 @@ def signer_info(certificate: x509.Certificate) -> SignerInfo:
     )
 
 
+@functools.lru_cache(maxsize=_CACHED_CERTIFICATES)
 def _base64_der(certificate: x509.Certificate) -> str:
     return base64.b64encode(certificate.public_bytes(serialization.Encoding.DER)).decode("ascii")
 
@@ -770,9 +793,27 @@ def _certificate_elements(signature: etree._Element) -> list[etree._Element]:
 
 
 def _load_certificate(text: str | None) -> x509.Certificate | None:
+    return (
+        _certificate_of_text(text) if text is not None and len(text) <= _CACHED_TEXT_CHARS else _decoded(text)
+    )
+
+
+@functools.lru_cache(maxsize=_CACHED_CERTIFICATES)
+def _certificate_of_text(text: str) -> x509.Certificate | None:
+    """Per X509Certificate text as written (base64 with its line breaks): decoded once."""
+    return _decoded(text)
+
+
+def _decoded(text: str | None) -> x509.Certificate | None:
     der = _decode_base64(text)
     if not der:
         return None
+    return _certificate_of(der)
+
+
+@functools.lru_cache(maxsize=_CACHED_CERTIFICATES)
+def _certificate_of(der: bytes) -> x509.Certificate | None:
+    """The parsed certificate, or None; once per DER (a certificate object is immutable)."""
     try:
         return x509.load_der_x509_certificate(der)
     except ValueError:

@@ -9,6 +9,8 @@ memory stays flat.  Every lxml error is turned into :class:`esb.errors.XmlInputE
 
 from __future__ import annotations
 
+import functools
+import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
@@ -260,3 +262,165 @@ def _syntax_error(exc: etree.XMLSyntaxError, target: _LimitedTreeTarget, *, at_e
     else:
         code, text = "Client.XmlNotWellFormed", f"the document is not well-formed XML: {message}"
     return XmlInputError(text, code=code, line=line)
+
+
+# -------------------------------------------------------------------------- the small-document path
+
+FAST_PARSE_MAX_BYTES = 8 * 1024 * 1024
+"""Documents up to this size may be parsed straight into a tree (:func:`parse_document`).
+
+Below libxml2's own 10,000,000-character text-node limit (so ``huge_tree`` is never needed), and
+small enough that the tree, the bytes and a C14N copy of the largest text node stay a few tens
+of MB at most; larger documents keep the streaming path and its flat memory.
+"""
+
+_XML_DECLARATION = re.compile(
+    rb"<\?xml[ \t\r\n]+version[ \t\r\n]*=[ \t\r\n]*(?:\"1\.[0-9]+\"|'1\.[0-9]+')"
+    rb"(?:[ \t\r\n]+encoding[ \t\r\n]*=[ \t\r\n]*"
+    rb"(?:\"([A-Za-z][A-Za-z0-9._-]*)\"|'([A-Za-z][A-Za-z0-9._-]*)'))?"
+    rb"(?:[ \t\r\n]+standalone[ \t\r\n]*=[ \t\r\n]*(?:\"(?:yes|no)\"|'(?:yes|no)'))?"
+    rb"[ \t\r\n]*\?>"
+)
+_UTF8_BOM = b"\xef\xbb\xbf"
+_NAME_START = re.compile(rb"[A-Za-z_:\x80-\xff]")  # the first byte of a name, in UTF-8 (never NUL)
+_PROLOG_SPACE = b" \t\r\n"
+_MIN_ELEMENT_BYTES = 4  # "<a/>": so a document of n bytes holds at most n // 4 elements
+
+
+def parse_document(
+    data: bytes, limits: XmlLimits = XmlLimits(), *, long_text_in: str | None = None
+) -> etree._Element:
+    """Parse an untrusted document into a tree: :func:`parse_small` when it can decide, else
+    :func:`parse_stream` (which gives every refusal its code).
+
+    ``long_text_in``: the local name of elements whose text (their own and their descendants')
+    is exempt from ``max_text_chars``, as a ``divert`` of :func:`parse_stream` exempts it.
+    Without a divert, the streaming path counts every text node.
+    """
+    root = parse_small(data, limits, long_text_in=long_text_in)
+    if root is not None:
+        return root
+    return parse_stream(_chunks_of(data), limits=limits)
+
+
+def parse_small(
+    data: bytes, limits: XmlLimits = XmlLimits(), *, long_text_in: str | None = None
+) -> etree._Element | None:
+    """The tree of a small, plain document, or None when the streaming path must decide.
+
+    Never refuses by itself: whenever a document is not plainly acceptable (larger than
+    :data:`FAST_PARSE_MAX_BYTES` or ``limits.max_bytes``, not UTF-8 by its first bytes, a
+    DOCTYPE or anything else than comments and PIs before the root, any libxml2 error or
+    namespace warning, a limit exceeded) it returns None, so :func:`parse_stream` gives the
+    verdict and its code.  What it accepts, the streaming path accepts too, as the same tree
+    (same elements, attributes, namespace declarations and character data; comments and PIs
+    dropped), because the checks are the same: libxml2 without DTD, entities or network, then
+    depth, element count, attributes per element and text-node length, counted in libxml2.
+
+    Memory before the checks is bounded: at most ``limits.max_elements`` ``<`` bytes (so at
+    most that many elements), no DOCTYPE (so no entity-reference nodes), at most
+    :data:`FAST_PARSE_MAX_BYTES` bytes.
+    """
+    size = len(data)
+    if size == 0 or size > FAST_PARSE_MAX_BYTES or size > limits.max_bytes:
+        return None
+    if not _plain_prolog(data):
+        return None
+    if size // _MIN_ELEMENT_BYTES > limits.max_elements and _more_than(data, b"<", limits.max_elements):
+        return None
+    parser = hardened_parser()
+    try:
+        root = etree.fromstring(data, parser)
+    except etree.XMLSyntaxError:
+        return None
+    if any(
+        entry.level >= etree.ErrorLevels.ERROR or entry.domain == etree.ErrorDomains.NAMESPACE
+        for entry in parser.error_log
+    ):
+        return None
+    docinfo = root.getroottree().docinfo
+    if docinfo.internalDTD is not None or docinfo.externalDTD is not None:  # any DOCTYPE makes one
+        return None
+    if not _within(root, limits, long_text=size > limits.max_text_chars, long_text_in=long_text_in):
+        return None
+    return root
+
+
+def _more_than(data: bytes, byte: bytes, count: int) -> bool:
+    """Does ``byte`` occur more than ``count`` times?  (``find`` is memchr: far faster than
+    ``bytes.count`` on base64, and this stops at ``count + 1``.)"""
+    at = -1
+    for _ in range(count + 1):
+        at = data.find(byte, at + 1)
+        if at < 0:
+            return False
+    return True
+
+
+def _plain_prolog(data: bytes) -> bool:
+    """UTF-8 (or ASCII) by its first bytes and its declaration, and only comments, PIs and
+    whitespace before the root element: so no DOCTYPE (libxml2 accepts one nowhere else)."""
+    at = len(_UTF8_BOM) if data.startswith(_UTF8_BOM) else 0
+    if data.startswith(b"<?xml", at):
+        declaration = _XML_DECLARATION.match(data, at)
+        if declaration is None:
+            return False
+        encoding = declaration.group(1) or declaration.group(2)
+        if encoding is not None and encoding.lower() not in (b"utf-8", b"utf8"):
+            return False
+        at = declaration.end()
+    elif not data.startswith(b"<", at):
+        return False  # UTF-16 or UCS-4 without a BOM start otherwise, or leading space, or not XML
+    end = len(data)
+    while at < end:
+        byte = data[at : at + 1]
+        if byte in (b" ", b"\t", b"\r", b"\n"):
+            at += 1
+        elif data.startswith(b"<!--", at):
+            close = data.find(b"-->", at + 4)
+            if close < 0:
+                return False
+            at = close + 3
+        elif data.startswith(b"<?", at):
+            close = data.find(b"?>", at + 2)
+            if close < 0:
+                return False
+            at = close + 2
+        else:
+            # the root's start tag; anything else (a DOCTYPE, text) sends the document to streaming
+            return byte == b"<" and _NAME_START.match(data, at + 1) is not None
+    return False
+
+
+@functools.lru_cache(maxsize=64)
+def _limit_checks(
+    max_depth: int, max_attributes: int, max_text_chars: int | None, long_text_in: str | None
+) -> etree.XPath:
+    """One XPath, true when a limit is exceeded (evaluated in libxml2; lxml locks an XPath
+    object around each call, so one can be shared between threads)."""
+    tests = [
+        # an element at depth max_depth + 1 (the root is at depth 1)
+        "/*" * (max_depth + 1),
+        # an element with an attribute number max_attributes + 1 (namespace declarations are not attributes)
+        f"/descendant::*[@*[{max_attributes + 1}]]",
+    ]
+    if max_text_chars is not None:
+        if long_text_in:
+            # text nodes of elements that are neither such an element nor inside one (its tail is checked)
+            exempt = f"[local-name() != '{long_text_in}']"
+            outside = f"[not(ancestor::*[local-name() = '{long_text_in}'])]"
+        else:
+            exempt = outside = ""
+        tests.append(f"/descendant::*{exempt}/text()[string-length() > {max_text_chars}]{outside}")
+    return etree.XPath(f"boolean({' | '.join(tests)})")
+
+
+def _within(root: etree._Element, limits: XmlLimits, *, long_text: bool, long_text_in: str | None) -> bool:
+    if long_text_in is not None and ("'" in long_text_in or not long_text_in.strip()):
+        return False
+    check = _limit_checks(
+        limits.max_depth, limits.max_attributes, limits.max_text_chars if long_text else None, long_text_in
+    )
+    # The element count needs no check here: parse_small let through only documents with at
+    # most max_elements "<" bytes, or too short to hold more elements.
+    return not check(root)
