@@ -229,20 +229,20 @@ class Exchange:
         keep = False
         try:
             try:
-                receipt, event = self._record(
+                receipt, recorded = self._record(
                     caller, envelope, result, delivered, key, space, retention, now, actor, source, signature
                 )
             except IntegrityError:
                 # The same new document sent twice at the same moment: the unique idempotency
                 # key let one of them in; this one answers with its receipt.
-                receipt, event = self._duplicate(envelope, result.sha256, space, now, actor), None
+                receipt, recorded = self._duplicate(envelope, result.sha256, space, now, actor), None
             keep = not receipt.duplicate
         finally:
             if not keep:
                 with contextlib.suppress(Exception):
                     self.content.delete(key)
-        if event is not None:
-            self._issue_receipt(receipt.hub_document_id, event)
+        if recorded is not None:
+            self._issue_receipt(*recorded, envelope.recipients)
         return receipt
 
     def _verify_signature(
@@ -263,12 +263,15 @@ class Exchange:
         # What the verdict was reached with, so that an auditor can reproduce it offline.
         return replace(found, extra={**found.extra, "registered_signers": signers})
 
-    def _issue_receipt(self, hub_id: str, event: TraceEventRow) -> None:
+    def _issue_receipt(
+        self, document: Document, event: TraceEventRow, recipients: tuple[str, ...] = ()
+    ) -> None:
         """The signed receipt for an event just committed; GetReceipt issues it later if this fails."""
         if self.receipts is None:
             return
+        hub_id = document.hub_id
         try:
-            self.receipts.issue(hub_id, event.seq)
+            self.receipts.issue_committed(document, event, recipients)
         except Exception:  # noqa: BLE001 - the event is committed; the receipt can be issued on demand
             log.warning("receipt for event %s of %s not issued; GetReceipt will issue it", event.seq, hub_id)
 
@@ -356,7 +359,7 @@ class Exchange:
         actor: str,
         source: bytes | Path,
         signature: SignatureReport | None,
-    ) -> tuple[Receipt, TraceEventRow]:
+    ) -> tuple[Receipt, tuple[Document, TraceEventRow]]:
         """One transaction: the document, a delivery per recipient, the trace's first events."""
         with self.database.transaction() as session:
             parties = [envelope.sender, *envelope.recipients]
@@ -455,7 +458,7 @@ class Exchange:
                 signature_verdict=signature.verdict.value,
                 signature_reason=signature.reason,
             )
-        return receipt, accepted
+        return receipt, (document, accepted)
 
     def _related(self, session: Session, envelope: Envelope) -> tuple[Document | None, str | None]:
         """The document a revoke/update/replace or a status refers to."""
@@ -741,7 +744,7 @@ class Exchange:
                 code="Client.DigestMismatch",
             )
         if confirmed is not None:
-            self._issue_receipt(hub_id, confirmed)
+            self._issue_receipt(document, confirmed)
         try:
             self.purge(hub_id)
         except Exception:  # noqa: BLE001 - the confirmation is recorded; the worker finishes the purge

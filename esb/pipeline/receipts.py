@@ -74,15 +74,27 @@ class ReceiptIssuer:
             event = receipt_store.event_at(session, document, seq) if document is not None else None
             if document is None or event is None or event.kind not in _KIND_OF_EVENT:
                 raise ValueError(f"event {seq} of {hub_id} is not one the hub issues receipts for")
-            receipt = self._receipt(document, event, now)
+            recipients = tuple(d.recipient_code for d in document.deliveries)
+            receipt = self._receipt(document, event, now, recipients)
             document_pk = document.id
-        xml = sign_receipt(receipt, self.key)  # outside the transaction: no lock held while signing
+        return self._store(receipt, document_pk, now)
+
+    def issue_committed(
+        self, document: Document, event: TraceEventRow, recipients: tuple[str, ...]
+    ) -> IssuedReceipt:
+        """The receipt of an event the caller has just committed, from the rows it still holds
+        (no reading back: one transaction, the insert)."""
+        now = self.clock()
+        return self._store(self._receipt(document, event, now, recipients), document.id, now)
+
+    def _store(self, receipt: HubReceipt, document_pk: int, now: datetime) -> IssuedReceipt:
+        xml = sign_receipt(receipt, self.key)  # outside any transaction: no lock held while signing
         row = HubReceiptRow(
             receipt_id=receipt.receipt_id,
             document_id=document_pk,
             kind=receipt.kind.value,
             recipient_code=receipt.recipients[0] if receipt.kind is ReceiptKind.DELIVERED else None,
-            trace_seq=seq,
+            trace_seq=receipt.trace_seq,
             issued_at=now,
             hub_certificate_sha256=self.key.sha256,
             sha256=hashlib.sha256(xml).hexdigest(),
@@ -94,19 +106,19 @@ class ReceiptIssuer:
                 session.add(row)
         except IntegrityError:  # another node issued it at the same moment: theirs stands
             with self.database.transaction() as session:
-                existing = receipt_store.receipt_for_event(session, seq)
+                existing = receipt_store.receipt_for_event(session, receipt.trace_seq)
                 if existing is None:
                     raise
                 return _issued(existing)
         return _issued(row)
 
-    def _receipt(self, document: Document, event: TraceEventRow, now: datetime) -> HubReceipt:
+    def _receipt(
+        self, document: Document, event: TraceEventRow, now: datetime, all_recipients: tuple[str, ...]
+    ) -> HubReceipt:
+        """``all_recipients``: the document's, named by an acceptance receipt (a delivery
+        receipt names the recipient that confirmed)."""
         kind = _KIND_OF_EVENT[event.kind]
-        recipients = (
-            tuple(d.recipient_code for d in document.deliveries)
-            if kind is ReceiptKind.ACCEPTED
-            else (str(event.recipient_code),)
-        )
+        recipients = all_recipients if kind is ReceiptKind.ACCEPTED else (str(event.recipient_code),)
         return HubReceipt(
             receipt_id=str(uuid.uuid4()),
             kind=kind,

@@ -25,6 +25,7 @@ from esb.domain.trace_chain import GENESIS, ChainedEvent, chain_event, timestamp
 from esb.storage.tables import Document, TraceChainHead, TraceEventRow
 
 _PENDING = "esb.trace_log.pending"
+_NEW_DOCUMENTS = "esb.trace_log.new_documents"  # inserted in this transaction: no events yet
 HEAD_ID = 1
 
 
@@ -65,9 +66,17 @@ def append(
     return row
 
 
+@event.listens_for(Session, "after_flush")
+def _note_new_documents(session: Session, _context: object) -> None:
+    new = {obj.id for obj in session.new if isinstance(obj, Document)}
+    if new:
+        session.info.setdefault(_NEW_DOCUMENTS, set()).update(new)
+
+
 @event.listens_for(Session, "before_commit")
 def _link_pending(session: Session) -> None:
     queued: list[_Queued] = session.info.pop(_PENDING, [])
+    new_documents: set[int] = session.info.pop(_NEW_DOCUMENTS, set())
     if not queued:
         return
     head = session.scalars(select(TraceChainHead).where(TraceChainHead.id == HEAD_ID).with_for_update()).one()
@@ -76,6 +85,8 @@ def _link_pending(session: Session) -> None:
     for item in queued:
         row = item.row
         document_previous = last_of.get(row.document_id)
+        if document_previous is None and row.document_id in new_documents:
+            document_previous = GENESIS  # a document inserted in this transaction has no events yet
         if document_previous is None:
             document_previous = (
                 session.scalar(
@@ -113,6 +124,7 @@ def _link_pending(session: Session) -> None:
 @event.listens_for(Session, "after_rollback")
 def _drop_pending(session: Session) -> None:
     session.info.pop(_PENDING, None)
+    session.info.pop(_NEW_DOCUMENTS, None)
 
 
 def chained(row: TraceEventRow, hub_document_id: str) -> ChainedEvent:

@@ -773,18 +773,18 @@ def test_a_receipt_that_failed_at_send_time_is_issued_when_asked_and_only_once(
 ) -> None:
     issuer = hub.exchange.receipts
     assert issuer is not None
-    real_issue = issuer.issue
+    real_store = issuer._store  # both paths (right after the commit, and on demand) store here
     calls: list[int] = []
     failures = [1]
 
-    def flaky(hub_id: str, seq: int) -> IssuedReceipt:
-        calls.append(seq)
+    def flaky(receipt: HubReceipt, document_pk: int, now: datetime) -> IssuedReceipt:
+        calls.append(receipt.trace_seq)
         if failures[0]:
             failures[0] -= 1
             raise RuntimeError("database hiccup")
-        return real_issue(hub_id, seq)
+        return real_store(receipt, document_pk, now)
 
-    monkeypatch.setattr(issuer, "issue", flaky)
+    monkeypatch.setattr(issuer, "_store", flaky)
     package = sign(hub.edoc(A, [B], number="601"), keys.a)
     with caplog.at_level(logging.WARNING, logger="esb.pipeline.exchange"):
         receipt = send(hub, A, package)
