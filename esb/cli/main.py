@@ -48,7 +48,8 @@ def cli() -> None:
     """LGSP document-exchange bus: edXML (QCVN 102:2016) tools and services."""
 
 
-def main() -> None:
+def with_commands() -> click.Group:
+    """The ``esb`` group with every command registered (what ``main`` runs, and what tests drive)."""
     from esb.cli.audit_commands import audit, evidence
     from esb.cli.demo import demo
     from esb.cli.edxml_commands import edxml
@@ -58,17 +59,29 @@ def main() -> None:
     from esb.cli.signature_commands import pki, sign, verify
     from esb.cli.wsdl_commands import wsdl
 
-    cli.add_command(edxml)
-    cli.add_command(demo)
-    cli.add_command(serve)
-    for group in (agency, app, keys, db):
-        cli.add_command(group)
-    cli.add_command(wsdl)
-    cli.add_command(worker)
-    cli.add_command(documents)
-    for command in (sign, verify, pki, audit, evidence):
+    for command in (
+        edxml,
+        demo,
+        serve,
+        agency,
+        app,
+        keys,
+        db,
+        wsdl,
+        worker,
+        documents,
+        sign,
+        verify,
+        pki,
+        audit,
+        evidence,
+    ):
         cli.add_command(command)
-    cli(prog_name="esb")
+    return cli
+
+
+def main() -> None:
+    with_commands()(prog_name="esb")
 
 
 if __name__ == "__main__":  # pragma: no cover

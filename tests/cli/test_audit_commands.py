@@ -10,7 +10,6 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 
 import click
-import pytest
 from click.testing import CliRunner
 from sqlalchemy import text
 
@@ -24,16 +23,6 @@ from esb.storage import registry
 from esb.wiring import build_runtime
 
 SENDER, RECIPIENT = "000.00.00.H53", "000.00.00.H30"
-
-
-@pytest.fixture(scope="module")
-def cli() -> click.Group:
-    from esb.cli.audit_commands import audit, evidence
-    from esb.cli.main import cli as group
-
-    group.add_command(audit)
-    group.add_command(evidence)
-    return group
 
 
 def test_audit_and_evidence_commands(cli: click.Group, database_url: str, tmp_path: Path) -> None:

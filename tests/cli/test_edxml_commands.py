@@ -46,17 +46,6 @@ business: {doc_type: 0}
 DOCUMENT_ID = "000.00.11.H53,2024/03/15,2491/STC-BCTC"
 
 
-@pytest.fixture(scope="module")
-def cli() -> click.Group:
-    from esb.cli.demo import demo
-    from esb.cli.edxml_commands import edxml
-    from esb.cli.main import cli as group
-
-    group.add_command(edxml)
-    group.add_command(demo)
-    return group
-
-
 @pytest.fixture
 def run(cli: click.Group) -> Any:
     runner = CliRunner(env={"COLUMNS": "250", "NO_COLOR": "1"})

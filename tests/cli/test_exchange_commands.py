@@ -10,7 +10,6 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 
 import click
-import pytest
 from click.testing import CliRunner
 
 from esb.domain.access import Caller
@@ -22,16 +21,6 @@ from esb.storage import registry
 from esb.wiring import build_runtime
 
 SENDER, RECIPIENT = "000.00.00.H53", "000.00.00.H30"
-
-
-@pytest.fixture(scope="module")
-def cli() -> click.Group:
-    from esb.cli.exchange_commands import documents, worker
-    from esb.cli.main import cli as group
-
-    group.add_command(documents)
-    group.add_command(worker)
-    return group
 
 
 def test_operators_list_trace_and_run_the_worker(cli: click.Group, database_url: str, tmp_path: Path) -> None:

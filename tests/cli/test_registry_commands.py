@@ -42,17 +42,6 @@ TAY_NINH_OFFICE = "000.00.01.H53"
 SECRET_LINE = re.compile(r"^secret key: (\S+)$", re.MULTILINE)
 
 
-@pytest.fixture(scope="module")
-def cli() -> click.Group:
-    from esb.cli.demo import demo
-    from esb.cli.main import cli as group
-    from esb.cli.registry_commands import agency, app, db, keys
-
-    for command in (agency, app, keys, db, demo):
-        group.add_command(command)
-    return group
-
-
 @pytest.fixture
 def data_dir(tmp_path: Path) -> Path:
     return tmp_path / "data"

@@ -56,18 +56,6 @@ Run = Callable[..., Result]
 
 
 @pytest.fixture(scope="module")
-def cli() -> click.Group:
-    from esb.cli.demo import demo
-    from esb.cli.main import cli as group
-    from esb.cli.registry_commands import agency
-    from esb.cli.signature_commands import pki, sign, verify
-
-    for command in (sign, verify, pki, agency, demo):
-        group.add_command(command)
-    return group
-
-
-@pytest.fixture(scope="module")
 def run(cli: click.Group) -> Run:
     """``run(*args)``: one command without a database (sign, verify)."""
     runner = CliRunner(env={"COLUMNS": "250", "NO_COLOR": "1"})
