@@ -20,7 +20,7 @@ from esb.pipeline.exchange import Exchange, ExchangePolicy
 from esb.pipeline.receipts import ReceiptIssuer
 from esb.pipeline.registration import Registration
 from esb.pipeline.signature_policy import SignatureRules
-from esb.pipeline.worker import DeliveryWorker
+from esb.pipeline.worker import DeliveryWorker, WorkerStep
 from esb.security.hub_key import load_hub_key
 from esb.security.secret_box import SecretBox
 from esb.security.signing_key import SigningKey
@@ -112,6 +112,12 @@ def hub_signing_key(settings: Settings) -> SigningKey:
     )
 
 
+def build_worker(runtime: Runtime) -> DeliveryWorker:
+    """The delivery worker with every kind of work this runtime has (``esb worker``, in-process)."""
+    steps: list[WorkerStep] = []
+    return DeliveryWorker(runtime.exchange, steps=steps)
+
+
 def build_wsgi_app(runtime: Runtime) -> WsgiApp:
     def health() -> dict[str, str]:
         ok = runtime.database.ping()
@@ -135,7 +141,7 @@ def wsgi_app() -> WsgiApp:
     """Entry point for gunicorn workers (``esb.wiring:wsgi_app()``); settings from the environment."""
     runtime = build_runtime(Settings.from_env(), migrate=False)
     if runtime.settings.in_process_worker:
-        DeliveryWorker(runtime.exchange).start_thread(interval=WORKER_INTERVAL_SECONDS)
+        build_worker(runtime).start_thread(interval=WORKER_INTERVAL_SECONDS)
     app = build_wsgi_app(runtime)
     gc.freeze()  # the long-lived objects built above are never scanned by the collector again
     return app

@@ -34,17 +34,13 @@ def worker(database_url: str | None, data_dir: Path | None, once: bool, interval
     Safe on several nodes at once against PostgreSQL: work is claimed row by row, skipping
     rows another worker holds; a killed worker's transaction rolls back and its rows are free.
     """
-    from esb.pipeline.worker import DeliveryWorker
+    from esb.wiring import build_worker
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     with opened_runtime(database_url, data_dir) as runtime:
-        delivery = DeliveryWorker(runtime.exchange)
+        delivery = build_worker(runtime)
         if once:
-            report = delivery.run_once()
-            click.echo(
-                f"{report.routed} routed, {report.purged} purged, {report.expired} expired, "
-                f"{report.spaces_expired} upload spaces expired"
-            )
+            click.echo(delivery.run_once().describe())
             return
         stop = threading.Event()
         for sig in (signal.SIGINT, signal.SIGTERM):

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 
 from esb.errors import EsbError
 from esb.pipeline.exchange import Exchange
@@ -20,21 +20,41 @@ log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
+class WorkerStep:
+    """A further kind of work for the worker's pass: ``run(limit)`` returns how much it did."""
+
+    name: str
+    run: Callable[[int], int]
+
+
+@dataclass(frozen=True)
 class WorkReport:
     routed: int = 0
     purged: int = 0
     expired: int = 0
     spaces_expired: int = 0
+    others: Mapping[str, int] = field(default_factory=dict)  # WorkerStep name -> count
 
     @property
     def total(self) -> int:
-        return self.routed + self.purged + self.expired + self.spaces_expired
+        return self.routed + self.purged + self.expired + self.spaces_expired + sum(self.others.values())
+
+    def describe(self) -> str:
+        parts = [
+            f"{self.routed} routed",
+            f"{self.purged} purged",
+            f"{self.expired} expired",
+            f"{self.spaces_expired} upload spaces expired",
+            *(f"{count} {name}" for name, count in self.others.items()),
+        ]
+        return ", ".join(parts)
 
 
 class DeliveryWorker:
-    def __init__(self, exchange: Exchange, *, batch: int = 50) -> None:
+    def __init__(self, exchange: Exchange, *, batch: int = 50, steps: Sequence[WorkerStep] = ()) -> None:
         self.exchange = exchange
         self.batch = batch
+        self.steps = tuple(steps)
 
     def run_once(self) -> WorkReport:
         """One pass over every kind of work; each kind fails on its own, the others still run."""
@@ -42,20 +62,18 @@ class DeliveryWorker:
         expired = self._step("expire", lambda: self.exchange.expire(limit=self.batch))
         purged = self._step("purge", lambda: self.exchange.purge(limit=self.batch))
         spaces = self._step("spaces", lambda: self.exchange.expire_spaces(limit=self.batch))
-        return WorkReport(routed, purged, expired, spaces)
+        others = {
+            step.name: self._step(step.name, lambda step=step: step.run(self.batch))  # type: ignore[misc]
+            for step in self.steps
+        }
+        return WorkReport(routed, purged, expired, spaces, others)
 
     def run(self, stop: threading.Event, *, interval: float) -> None:
         """Loop until ``stop`` is set; a pass that found work is followed at once by another."""
         while not stop.is_set():
             report = self.run_once()
             if report.total:
-                log.info(
-                    "worker: %d routed, %d purged, %d expired, %d upload spaces expired",
-                    report.routed,
-                    report.purged,
-                    report.expired,
-                    report.spaces_expired,
-                )
+                log.info("worker: %s", report.describe())
                 continue
             stop.wait(interval)
 

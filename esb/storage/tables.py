@@ -87,6 +87,11 @@ class Agency(Base):
     state: Mapped[str] = mapped_column(String(16), default="active")
     # off | record | require; None: the hub's default (ESB_SIGNATURE_POLICY)
     signature_policy: Mapped[str | None] = mapped_column(String(8))
+    # How long a destination may stay offline before this agency's documents to it are
+    # reported undeliverable (None: the hub's policy by priority; esb.domain.delivery_policy).
+    undeliverable_after_seconds: Mapped[int | None] = mapped_column(Integer)
+    # The directory version of this agency's last change (GetAgencyChanges, directory_head).
+    version: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0", index=True)
     created_at: Mapped[datetime] = mapped_column(Timestamp)
     updated_at: Mapped[datetime] = mapped_column(Timestamp)
 
@@ -123,6 +128,9 @@ class Application(Base):
     name: Mapped[str] = mapped_column(String(128))
     developer: Mapped[str | None] = mapped_column(String(256))
     endpoint: Mapped[str | None] = mapped_column(String(1024))
+    # The callback the hub pushes notifications to: only ever the registered ``endpoint``,
+    # set by Subscribe and cleared by Unsubscribe.
+    callback_url: Mapped[str | None] = mapped_column(String(1024))
     certificate_der: Mapped[bytes | None] = mapped_column(LargeBinary)
     certificate_sha256: Mapped[str | None] = mapped_column(String(64), unique=True)
     state: Mapped[str] = mapped_column(String(16), default="active")
@@ -269,6 +277,7 @@ class Delivery(Base):
     __table_args__ = (
         UniqueConstraint("document_id", "recipient_code", name="uq_delivery_document_recipient"),
         Index("ix_delivery_mailbox", "recipient_code", "message_type", "state", "priority"),
+        Index("ix_delivery_state_route", "state", "route"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
@@ -283,6 +292,15 @@ class Delivery(Base):
     fetched_at: Mapped[datetime | None] = mapped_column(Timestamp)
     confirmed_at: Mapped[datetime | None] = mapped_column(Timestamp)
     last_failure: Mapped[str | None] = mapped_column(String(512))
+    # Where the routing rules sent it: "local" (a mailbox here) or a bridge adapter's name.
+    route: Mapped[str] = mapped_column(String(64), default="local", server_default="local")
+    # Bridge hand-over retries: when to try next, and the lease of the node trying now.
+    next_attempt_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    lease_owner: Mapped[str | None] = mapped_column(String(128))
+    lease_until: Mapped[datetime | None] = mapped_column(Timestamp)
+    # Dead-lettered (state undeliverable): when and why; an operator may re-drive it.
+    dead_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    dead_reason: Mapped[str | None] = mapped_column(String(512))
 
     document: Mapped[Document] = relationship(back_populates="deliveries")
 
@@ -384,3 +402,114 @@ class ContentChunk(Base):
     key: Mapped[str] = mapped_column(String(128), primary_key=True)
     seq: Mapped[int] = mapped_column(Integer, primary_key=True)
     data: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class DirectoryHead(Base):
+    """The directory's newest version (one row, id 1): bumped, under its row lock, by every
+    change to an agency, which takes the new value as its ``version`` (GetAgencyChanges)."""
+
+    __tablename__ = "directory_head"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    version: Mapped[int] = mapped_column(BigInteger)
+
+
+class RoutingRule(Base):
+    """Where destinations go: an exact code or a subtree (``CODE/*``, ``*``) → zone and adapter.
+
+    The most specific rule wins (exact, then the deepest subtree, then ``*``); a registered
+    local agency with no rule goes to its mailbox here (adapter ``local``).
+    """
+
+    __tablename__ = "routing_rule"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    pattern: Mapped[str] = mapped_column(String(128), unique=True)
+    zone: Mapped[str] = mapped_column(String(64))
+    adapter: Mapped[str] = mapped_column(String(64))
+    note: Mapped[str | None] = mapped_column(String(256))
+    created_at: Mapped[datetime] = mapped_column(Timestamp)
+
+
+class PresenceRow(Base):
+    """An application's presence (online / offline; no row: unknown), as last decided.
+
+    ``last_seen_at`` is its last activity (written at most every few seconds);
+    ``channel_until`` the lease of an open notification channel (long-poll or SSE), renewed
+    while it lives: a channel that stops renewing is a dropped channel.
+    """
+
+    __tablename__ = "presence"
+
+    application_id: Mapped[int] = mapped_column(ForeignKey("application.id"), primary_key=True)
+    agency_code: Mapped[str] = mapped_column(String(64), index=True)
+    state: Mapped[str] = mapped_column(String(16))
+    state_since: Mapped[datetime] = mapped_column(Timestamp)
+    last_seen_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    channel_kind: Mapped[str | None] = mapped_column(String(16))
+    channel_until: Mapped[datetime | None] = mapped_column(Timestamp)
+    node: Mapped[str | None] = mapped_column(String(128))
+    reason: Mapped[str | None] = mapped_column(String(128))
+
+
+class PresenceEventRow(Base):
+    """A connect or disconnect of an application: time, node, reason (connection history)."""
+
+    __tablename__ = "presence_event"
+    __table_args__ = (
+        Index("ix_presence_event_agency_at", "agency_code", "at"),
+        Index("ix_presence_event_at", "at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    application_id: Mapped[int] = mapped_column(ForeignKey("application.id"))
+    agency_code: Mapped[str] = mapped_column(String(64))
+    at: Mapped[datetime] = mapped_column(Timestamp)
+    event: Mapped[str] = mapped_column(String(16))  # connect | disconnect
+    node: Mapped[str] = mapped_column(String(128))
+    reason: Mapped[str] = mapped_column(String(128))
+
+
+class NotificationRow(Base):
+    """A notification to an agency (WaitForNotifications, SSE, callbacks); ``id`` is its cursor.
+
+    Metadata only, never content or subject: a document or status waiting in the mailbox,
+    or a report that a document of the agency's is undeliverable to a destination.
+    """
+
+    __tablename__ = "notification"
+    __table_args__ = (Index("ix_notification_agency_id", "agency_code", "id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    agency_code: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(16))  # document | status | undeliverable
+    hub_document_id: Mapped[str] = mapped_column(String(36))
+    sender_code: Mapped[str] = mapped_column(String(64))
+    recipient_code: Mapped[str | None] = mapped_column(String(64))
+    message_type: Mapped[str] = mapped_column(String(8))
+    priority: Mapped[int] = mapped_column(Integer)
+    detail: Mapped[str | None] = mapped_column(String(512))
+    created_at: Mapped[datetime] = mapped_column(Timestamp, index=True)
+
+
+class CallbackPushRow(Base):
+    """One notification to push to one application's callback, with its retry state."""
+
+    __tablename__ = "callback_push"
+    __table_args__ = (
+        UniqueConstraint("notification_id", "application_id", name="uq_callback_push_entry"),
+        Index("ix_callback_push_due", "state", "next_attempt_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    notification_id: Mapped[int] = mapped_column(ForeignKey("notification.id"), index=True)
+    application_id: Mapped[int] = mapped_column(ForeignKey("application.id"))
+    priority: Mapped[int] = mapped_column(Integer)
+    state: Mapped[str] = mapped_column(String(16))  # pending | sent | dead | cancelled
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(Timestamp)
+    lease_owner: Mapped[str | None] = mapped_column(String(128))
+    lease_until: Mapped[datetime | None] = mapped_column(Timestamp)
+    last_error: Mapped[str | None] = mapped_column(String(512))
+    created_at: Mapped[datetime] = mapped_column(Timestamp)
+    finished_at: Mapped[datetime | None] = mapped_column(Timestamp)
