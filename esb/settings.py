@@ -36,6 +36,32 @@
   the hub signs its receipts with, and its certificate (then its chain).  When neither is set
   and the files are missing, a self-signed pair is made there on first start (mode 0600).
 * ``ESB_HUB_KEY_PASSWORD_FILE``: a file holding the password of an encrypted hub key.
+* ``ESB_PRESENCE_SILENCE_SECONDS`` (300): an application without an open notification channel
+  that shows no activity this long is declared offline (docs/presence.md).
+* ``ESB_PRESENCE_KEEPALIVE_SECONDS`` (15) / ``ESB_PRESENCE_CHANNEL_LEASE_SECONDS`` (45): an open
+  notification channel renews its lease this often / a lease not renewed this long is a
+  dropped channel (offline).  The keep-alive must be shorter than the lease.
+* ``ESB_PRESENCE_WRITE_THROTTLE_SECONDS`` (15): a process writes an application's last
+  activity at most this often (shorter than the silence).
+* ``ESB_RETRY_INITIAL_SECONDS`` (10), ``ESB_RETRY_FACTOR`` (2.0), ``ESB_RETRY_MAX_DELAY_SECONDS``
+  (900), ``ESB_RETRY_MAX_ATTEMPTS`` (8), ``ESB_RETRY_JITTER`` (0.2): the retry policy of callback
+  pushes and bridge hand-overs (``esb.domain.delivery_policy.RetryPolicy``); once exhausted the
+  delivery is reported undeliverable to its sender.
+* ``ESB_OFFLINE_LIMIT_HOURS`` (24), ``ESB_OFFLINE_LIMIT_KHAN_HOURS`` (8),
+  ``ESB_OFFLINE_LIMIT_THUONG_KHAN_HOURS`` (2), ``ESB_OFFLINE_LIMIT_HOA_TOC_HOURS`` (1, for hỏa tốc
+  and hỏa tốc hẹn giờ): how long a destination may stay offline with a thường, khẩn, thượng
+  khẩn or hỏa tốc document waiting before it is reported undeliverable
+  (``esb.domain.delivery_policy.OfflinePolicy``; an agency may set its own limit).
+* ``ESB_THREADS`` (16): threads per gunicorn worker (``esb serve --threads``); long-polls and
+  SSE streams hold one each, so at most three quarters of them may be notification channels.
+* ``ESB_NOTIFY_MAX_WAITERS`` (4): notification channels (long-polls and SSE streams) one
+  application may hold open in one worker process (``Client.TooManyWaiters`` beyond).
+* ``ESB_NOTIFY_RETENTION_DAYS`` (7): notifications older than this are deleted (docs/notifications.md).
+* ``ESB_CALLBACK_TIMEOUT_SECONDS`` (5): a callback push waits this long to connect, and again
+  for the answer, before it counts as failed.
+* ``ESB_CALLBACK_LEASE_SECONDS`` (60): a node claims a callback push for this long; when it dies
+  mid-push, another node takes the push over once the lease lapses.  It must be longer than
+  two callback timeouts.
 """
 
 from __future__ import annotations
@@ -47,6 +73,8 @@ from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from pathlib import Path
 
+from esb.domain.delivery_policy import OfflinePolicy, RetryPolicy
+from esb.domain.edxml_enums import Priority
 from esb.errors import ConfigurationError
 
 DEFAULT_PUBLIC_URL = "http://127.0.0.1:8080"
@@ -81,8 +109,31 @@ class Settings:
     hub_key_file: Path | None = None
     hub_cert_file: Path | None = None
     hub_key_password_file: Path | None = None
+    presence_silence: timedelta = timedelta(minutes=5)
+    presence_keepalive: timedelta = timedelta(seconds=15)
+    presence_channel_lease: timedelta = timedelta(seconds=45)
+    presence_write_throttle: timedelta = timedelta(seconds=15)
+    retry_initial: timedelta = timedelta(seconds=10)
+    retry_factor: float = 2.0
+    retry_max_delay: timedelta = timedelta(minutes=15)
+    retry_max_attempts: int = 8
+    retry_jitter: float = 0.2
+    offline_limit: timedelta = timedelta(hours=24)
+    offline_limit_khan: timedelta = timedelta(hours=8)
+    offline_limit_thuong_khan: timedelta = timedelta(hours=2)
+    offline_limit_hoa_toc: timedelta = timedelta(hours=1)
+    threads: int = 16
+    notify_max_waiters: int = 4
+    notify_retention: timedelta = timedelta(days=7)
+    callback_timeout: timedelta = timedelta(seconds=5)
+    callback_lease: timedelta = timedelta(seconds=60)
 
     def __post_init__(self) -> None:
+        if self.callback_lease <= 2 * self.callback_timeout:
+            raise ConfigurationError(
+                "ESB_CALLBACK_LEASE_SECONDS must be longer than two ESB_CALLBACK_TIMEOUT_SECONDS "
+                f"({self.callback_lease.total_seconds():g} <= 2 x {self.callback_timeout.total_seconds():g})"
+            )
         if not self.database_url:
             object.__setattr__(self, "database_url", f"sqlite:///{self.data_dir / 'esb.sqlite3'}")
         if self.master_key_file is None:
@@ -103,6 +154,35 @@ class Settings:
             raise ConfigurationError(
                 f"ESB_CONTENT_STORE must be directory or database, not {self.content_store!r}"
             )
+        try:
+            self.retry_policy  # noqa: B018 - checked once, here
+            self.offline_policy  # noqa: B018
+        except ValueError as exc:
+            raise ConfigurationError(f"ESB_RETRY_* / ESB_OFFLINE_LIMIT_*: {exc}") from None
+
+    @property
+    def retry_policy(self) -> RetryPolicy:
+        """How callback pushes and bridge hand-overs are retried (``ESB_RETRY_*``)."""
+        return RetryPolicy(
+            initial=self.retry_initial,
+            factor=self.retry_factor,
+            max_delay=self.retry_max_delay,
+            max_attempts=self.retry_max_attempts,
+            jitter=self.retry_jitter,
+        )
+
+    @property
+    def offline_policy(self) -> OfflinePolicy:
+        """How long a destination may stay offline, by priority (``ESB_OFFLINE_LIMIT_*``)."""
+        return OfflinePolicy(
+            {
+                Priority.THUONG: self.offline_limit,
+                Priority.KHAN: self.offline_limit_khan,
+                Priority.THUONG_KHAN: self.offline_limit_thuong_khan,
+                Priority.HOA_TOC: self.offline_limit_hoa_toc,
+                Priority.HOA_TOC_HEN_GIO: self.offline_limit_hoa_toc,
+            }
+        )
 
     @property
     def hub_key_is_default(self) -> bool:
@@ -142,6 +222,26 @@ class Settings:
             "hub_key_file": _path(env, "ESB_HUB_KEY_FILE"),
             "hub_cert_file": _path(env, "ESB_HUB_CERT_FILE"),
             "hub_key_password_file": _path(env, "ESB_HUB_KEY_PASSWORD_FILE"),
+            "presence_silence": timedelta(seconds=_int(env, "ESB_PRESENCE_SILENCE_SECONDS", 300)),
+            "presence_keepalive": timedelta(seconds=_int(env, "ESB_PRESENCE_KEEPALIVE_SECONDS", 15)),
+            "presence_channel_lease": timedelta(seconds=_int(env, "ESB_PRESENCE_CHANNEL_LEASE_SECONDS", 45)),
+            "presence_write_throttle": timedelta(
+                seconds=_int(env, "ESB_PRESENCE_WRITE_THROTTLE_SECONDS", 15)
+            ),
+            "retry_initial": timedelta(seconds=_int(env, "ESB_RETRY_INITIAL_SECONDS", 10)),
+            "retry_factor": _float(env, "ESB_RETRY_FACTOR", 2.0),
+            "retry_max_delay": timedelta(seconds=_int(env, "ESB_RETRY_MAX_DELAY_SECONDS", 900)),
+            "retry_max_attempts": _int(env, "ESB_RETRY_MAX_ATTEMPTS", 8),
+            "retry_jitter": _float(env, "ESB_RETRY_JITTER", 0.2),
+            "offline_limit": timedelta(hours=_int(env, "ESB_OFFLINE_LIMIT_HOURS", 24)),
+            "offline_limit_khan": timedelta(hours=_int(env, "ESB_OFFLINE_LIMIT_KHAN_HOURS", 8)),
+            "offline_limit_thuong_khan": timedelta(hours=_int(env, "ESB_OFFLINE_LIMIT_THUONG_KHAN_HOURS", 2)),
+            "offline_limit_hoa_toc": timedelta(hours=_int(env, "ESB_OFFLINE_LIMIT_HOA_TOC_HOURS", 1)),
+            "threads": _int(env, "ESB_THREADS", 16),
+            "notify_max_waiters": _int(env, "ESB_NOTIFY_MAX_WAITERS", 4),
+            "notify_retention": timedelta(days=_int(env, "ESB_NOTIFY_RETENTION_DAYS", 7)),
+            "callback_timeout": timedelta(seconds=_int(env, "ESB_CALLBACK_TIMEOUT_SECONDS", 5)),
+            "callback_lease": timedelta(seconds=_int(env, "ESB_CALLBACK_LEASE_SECONDS", 60)),
         }
         values.update({key: value for key, value in overrides.items() if value is not None})
         return cls(**values)  # type: ignore[arg-type]
@@ -161,6 +261,16 @@ def _int(env: Mapping[str, str], name: str, default: int, *, minimum: int = 1) -
     if value < minimum:
         raise ConfigurationError(f"{name} must be at least {minimum}, not {value}")
     return value
+
+
+def _float(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name, "").strip()
+    if raw == "":
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        raise ConfigurationError(f"{name} must be a number, not {raw!r}") from None
 
 
 def _path(env: Mapping[str, str], name: str) -> Path | None:

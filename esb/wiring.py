@@ -8,18 +8,30 @@ from __future__ import annotations
 
 import gc
 import logging
+import signal
+import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
+from types import FrameType
 
 from esb import __version__
 from esb.clock import utc_now
 from esb.domain.identifiers import classify_organ_id
+from esb.domain.notifications import NotificationPolicy
+from esb.domain.presence import PresencePolicy
 from esb.domain.signatures import SignaturePolicy
 from esb.errors import ConfigurationError
 from esb.pipeline.authentication import Authenticator, AuthPolicy
+from esb.pipeline.callbacks import CallbackPusher
+from esb.pipeline.directory import Directory
 from esb.pipeline.exchange import Exchange, ExchangePolicy
+from esb.pipeline.notifications import NotificationHub
+from esb.pipeline.presence import PresenceTracker
 from esb.pipeline.receipts import ReceiptIssuer
 from esb.pipeline.registration import Registration
+from esb.pipeline.routing import Adapters, Router
 from esb.pipeline.signature_policy import SignatureRules
+from esb.pipeline.undeliverable import Undeliverable
 from esb.pipeline.worker import DeliveryWorker, WorkerStep
 from esb.security.hub_key import load_hub_key
 from esb.security.secret_box import SecretBox
@@ -45,6 +57,12 @@ class Runtime:
     authenticator: Authenticator
     registration: Registration
     exchange: Exchange
+    presence: PresenceTracker
+    router: Router
+    undeliverable: Undeliverable
+    notifications: NotificationHub
+    callbacks: CallbackPusher
+    directory: Directory
 
 
 def build_runtime(settings: Settings, *, migrate: bool = True) -> Runtime:
@@ -56,17 +74,91 @@ def build_runtime(settings: Settings, *, migrate: bool = True) -> Runtime:
         allow_legacy_sha1=settings.allow_legacy_sha1,
         session_cache_ttl=settings.session_cache,
     )
+    presence = build_presence(settings, database)
+    router = Router(database)
+    exchange = build_exchange(settings, database, router=router)
+    undeliverable = build_undeliverable(settings, exchange, router)
     return Runtime(
         settings=settings,
         database=database,
         secret_box=secret_box,
-        authenticator=Authenticator(database, secret_box, policy),
+        authenticator=Authenticator(database, secret_box, policy, on_activity=presence.seen),
         registration=Registration(database, secret_box, province_domain=settings.province_domain),
-        exchange=build_exchange(settings, database),
+        exchange=exchange,
+        presence=presence,
+        router=router,
+        undeliverable=undeliverable,
+        notifications=build_notifications(settings, database, presence),
+        callbacks=build_callbacks(settings, database, presence, undeliverable, exchange),
+        directory=build_directory(database, presence),
     )
 
 
-def build_exchange(settings: Settings, database: Database) -> Exchange:
+def build_directory(database: Database, presence: PresenceTracker) -> Directory:
+    """The directory index of this process, with each agency's presence from the tracker."""
+
+    def presence_of(codes: Sequence[str]) -> dict[str, str]:
+        return {code: found.state.value for code, found in presence.agency_presence(codes).items()}
+
+    return Directory(database, presence.online_agencies, presence_of=presence_of)
+
+
+def build_notifications(settings: Settings, database: Database, presence: PresenceTracker) -> NotificationHub:
+    """Long-poll and SSE channels of this process; at most 3/4 of its threads may wait."""
+    policy = NotificationPolicy(
+        max_waiters_per_application=settings.notify_max_waiters,
+        max_waiters=max(1, settings.threads * 3 // 4),
+        keepalive=settings.presence_keepalive,
+        retention=settings.notify_retention,
+    )
+    return NotificationHub(database, policy, presence=presence)
+
+
+def build_callbacks(
+    settings: Settings,
+    database: Database,
+    presence: PresenceTracker,
+    undeliverable: Undeliverable,
+    exchange: Exchange,
+) -> CallbackPusher:
+    """Signed Notify pushes to subscribed endpoints (worker step ``callbacks``), with the receipts' key."""
+    key = exchange.receipts.key if exchange.receipts is not None else hub_signing_key(settings)
+    return CallbackPusher(
+        database,
+        key,
+        settings.retry_policy,
+        node_name=settings.node_name,
+        presence=presence,
+        report_undeliverable=undeliverable.report,
+        timeout=settings.callback_timeout.total_seconds(),
+        lease=settings.callback_lease,
+    )
+
+
+def build_presence(settings: Settings, database: Database) -> PresenceTracker:
+    policy = PresencePolicy(
+        silence=settings.presence_silence,
+        keepalive=settings.presence_keepalive,
+        channel_lease=settings.presence_channel_lease,
+        write_throttle=settings.presence_write_throttle,
+    )
+    return PresenceTracker(database, policy, node_name=settings.node_name)
+
+
+def build_undeliverable(
+    settings: Settings, exchange: Exchange, router: Router, adapters: Adapters | None = None
+) -> Undeliverable:
+    """Bridge hand-overs, offline limits, dead letters; ``adapters``: none until bridges exist."""
+    return Undeliverable(
+        exchange,
+        router=router,
+        adapters=adapters or Adapters(),
+        retry=settings.retry_policy,
+        offline=settings.offline_policy,
+    )
+
+
+def build_exchange(settings: Settings, database: Database, *, router: Router | None = None) -> Exchange:
     if not classify_organ_id(settings.hub_organ_id).is_conforming:
         raise ConfigurationError(
             "ESB_HUB_ORGAN_ID must be a conforming identifier code (mã định danh), "
@@ -95,7 +187,13 @@ def build_exchange(settings: Settings, database: Database) -> Exchange:
     )
     receipts = ReceiptIssuer(database, hub_key, hub_organ_id=settings.hub_organ_id)
     return Exchange(
-        database, content, settings.data_dir / "work", policy, signatures=signatures, receipts=receipts
+        database,
+        content,
+        settings.data_dir / "work",
+        policy,
+        signatures=signatures,
+        receipts=receipts,
+        router=router,
     )
 
 
@@ -115,7 +213,12 @@ def hub_signing_key(settings: Settings) -> SigningKey:
 def build_worker(runtime: Runtime) -> DeliveryWorker:
     """The delivery worker with every kind of work this runtime has (``esb worker``, in-process)."""
     steps: list[WorkerStep] = []
-    return DeliveryWorker(runtime.exchange, steps=steps)
+    steps.append(WorkerStep("presence", runtime.presence.sweep))
+    steps.append(WorkerStep("offline", runtime.undeliverable.offline))
+    steps.append(WorkerStep("bridge", runtime.undeliverable.bridge))
+    steps.append(WorkerStep("callbacks", runtime.callbacks.run, urgent=True))
+    steps.append(WorkerStep("notifications", runtime.notifications.sweep))
+    return DeliveryWorker(runtime.exchange, steps=steps, wake=runtime.notifications.arrived)
 
 
 def build_wsgi_app(runtime: Runtime) -> WsgiApp:
@@ -128,7 +231,12 @@ def build_wsgi_app(runtime: Runtime) -> WsgiApp:
             "version": __version__,
         }
 
-    services = Services(authenticator=runtime.authenticator, exchange=runtime.exchange)
+    services = Services(
+        authenticator=runtime.authenticator,
+        exchange=runtime.exchange,
+        notifications=runtime.notifications,
+        directory=runtime.directory,
+    )
     return create_wsgi_app(
         services,
         public_url=runtime.settings.public_url,
@@ -142,6 +250,25 @@ def wsgi_app() -> WsgiApp:
     runtime = build_runtime(Settings.from_env(), migrate=False)
     if runtime.settings.in_process_worker:
         build_worker(runtime).start_thread(interval=WORKER_INTERVAL_SECONDS)
+    runtime.notifications.start()  # this worker's listener (LISTEN on PostgreSQL), after the fork
+    runtime.directory.warm_up()  # loads the directory index in the background
+    _end_channels_on_shutdown(runtime.notifications)
     app = build_wsgi_app(runtime)
     gc.freeze()  # the long-lived objects built above are never scanned by the collector again
     return app
+
+
+def _end_channels_on_shutdown(hub: NotificationHub) -> None:
+    """On SIGTERM (gunicorn's graceful stop) open long-polls and SSE streams answer and end at
+    once, instead of holding the worker until the graceful timeout; gunicorn's own handler runs
+    as before.  Only from the main thread (where gunicorn loads the app)."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    previous = signal.getsignal(signal.SIGTERM)
+
+    def on_term(signum: int, frame: FrameType | None) -> None:
+        threading.Thread(target=hub.stop, name="esb-notification-stop", daemon=True).start()
+        if callable(previous):
+            previous(signum, frame)
+
+    signal.signal(signal.SIGTERM, on_term)

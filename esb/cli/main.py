@@ -51,10 +51,14 @@ def cli() -> None:
 def with_commands() -> click.Group:
     """The ``esb`` group with every command registered (what ``main`` runs, and what tests drive)."""
     from esb.cli.audit_commands import audit, evidence
+    from esb.cli.delivery_commands import deliveries
     from esb.cli.demo import demo
+    from esb.cli.directory_commands import directory
     from esb.cli.edxml_commands import edxml
     from esb.cli.exchange_commands import documents, worker
+    from esb.cli.presence_commands import presence
     from esb.cli.registry_commands import agency, app, db, keys
+    from esb.cli.routing_commands import routes
     from esb.cli.serve import serve
     from esb.cli.signature_commands import pki, sign, verify
     from esb.cli.wsdl_commands import wsdl
@@ -75,6 +79,10 @@ def with_commands() -> click.Group:
         pki,
         audit,
         evidence,
+        presence,
+        routes,
+        deliveries,
+        directory,
     ):
         cli.add_command(command)
     return cli

@@ -1,9 +1,14 @@
 """``esb serve``: the SOAP services under gunicorn.
 
 The database schema is migrated once, here, before any worker starts; each worker then
-builds its own engine after the fork (``esb.wiring.wsgi_app``).  Options override the
-environment (``ESB_*`` variables, see esb/settings.py), and are handed to the workers
-through it.
+builds its own engine, its in-process delivery worker and its notification listener after
+the fork (``esb.wiring.wsgi_app``).  Options override the environment (``ESB_*`` variables,
+see esb/settings.py), and are handed to the workers through it.
+
+Workers are gunicorn's ``gthread``: each serves ``--threads`` requests at once, so a
+long-poll (WaitForNotifications, up to 120 s) or an SSE stream (``/events``, up to an hour)
+holds one thread, not a whole worker.  ``--timeout`` is then the worker's heartbeat (a
+worker that stops answering its master is restarted), not a limit on a request's duration.
 """
 
 from __future__ import annotations
@@ -30,7 +35,17 @@ from esb.settings import Settings
 @click.option("--public-url", help="Address published in the WSDLs (default http://<bind>; ESB_PUBLIC_URL).")
 @click.option("--workers", type=click.IntRange(1, 64), default=2, show_default=True, help="gunicorn workers.")
 @click.option(
-    "--timeout", type=click.IntRange(5, 3600), default=60, show_default=True, help="Worker timeout (s)."
+    "--threads",
+    type=click.IntRange(2, 1024),
+    help="Threads per worker: requests served at once, long-polls and SSE streams included "
+    "(default 16; ESB_THREADS).",
+)
+@click.option(
+    "--timeout",
+    type=click.IntRange(5, 3600),
+    default=60,
+    show_default=True,
+    help="Worker heartbeat timeout (s): a worker silent this long is restarted.",
 )
 @click.option("--access-log/--no-access-log", default=False, show_default=True)
 @reports_errors
@@ -40,10 +55,11 @@ def serve(
     data_dir: Path | None,
     public_url: str | None,
     workers: int,
+    threads: int | None,
     timeout: int,
     access_log: bool,
 ) -> None:
-    """Run the SOAP services (/soap/Auth …) and /healthz with gunicorn."""
+    """Run the SOAP services (/soap/Auth …), the SSE stream /events and /healthz with gunicorn."""
     from gunicorn.app.base import BaseApplication
 
     from esb.storage.database import open_database
@@ -51,7 +67,9 @@ def serve(
 
     if public_url is None and "ESB_PUBLIC_URL" not in os.environ:
         public_url = _default_public_url(bind)
-    settings = Settings.from_env(data_dir=data_dir, database_url=database_url, public_url=public_url)
+    settings = Settings.from_env(
+        data_dir=data_dir, database_url=database_url, public_url=public_url, threads=threads
+    )
     _export(settings)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     database = open_database(settings.database_url)  # migrate once, before the workers fork
@@ -66,7 +84,8 @@ def serve(
             options: dict[str, Any] = {
                 "bind": bind,
                 "workers": workers,
-                "worker_class": "sync",
+                "worker_class": "gthread",
+                "threads": settings.threads,
                 "timeout": timeout,
                 "graceful_timeout": 10,
                 "accesslog": "-" if access_log else None,
@@ -103,3 +122,4 @@ def _export(settings: Settings) -> None:
     os.environ["ESB_DATA_DIR"] = str(settings.data_dir)
     os.environ["ESB_DATABASE_URL"] = settings.database_url
     os.environ["ESB_PUBLIC_URL"] = settings.public_url
+    os.environ["ESB_THREADS"] = str(settings.threads)

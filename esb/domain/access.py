@@ -34,7 +34,7 @@ __all__ = [
     "string_to_sign",
 ]
 
-HUB_SERVICES: frozenset[str] = frozenset({"Auth", "DocumentExchange", "Directory"})
+HUB_SERVICES: frozenset[str] = frozenset({"Auth", "DocumentExchange", "Directory", "Notifications"})
 """Service names as they appear in ``/soap/<Service>``; a target may name one of them."""
 
 

@@ -25,16 +25,22 @@ class MessageType(StrEnum):
 
 class DocumentState(StrEnum):
     ACCEPTED = "accepted"  # stored, not yet routed to the recipients' mailboxes
-    ROUTED = "routed"  # every delivery is waiting in a mailbox (or done)
-    COMPLETED = "completed"  # every recipient confirmed done; content purged
+    ROUTED = "routed"  # every delivery has its route: a mailbox, a bridge queue (or is done)
+    COMPLETED = "completed"  # every recipient confirmed done (or its bridge took it); content purged
     EXPIRED = "expired"  # retention ran out before every recipient confirmed; content purged
 
 
 class DeliveryState(StrEnum):
-    QUEUED = "queued"  # accepted, not yet in the recipient's mailbox
+    QUEUED = "queued"  # accepted, waiting for its bridge adapter (or, locally, its mailbox)
     PENDING = "pending"  # in the mailbox: listed by GetPendingDocuments
-    DONE = "done"  # the recipient confirmed with the right digest
+    DONE = "done"  # the recipient confirmed with the right digest, or its bridge took it
     EXPIRED = "expired"  # retention ran out
+    UNDELIVERABLE = "undeliverable"  # reported to the sender as undeliverable; an operator may re-drive
+
+    @property
+    def is_final(self) -> bool:
+        """Nothing more happens to the delivery on its own (an operator may re-drive it)."""
+        return self in (DeliveryState.DONE, DeliveryState.EXPIRED, DeliveryState.UNDELIVERABLE)
 
 
 class Outcome(StrEnum):
@@ -60,6 +66,10 @@ class TraceKind(StrEnum):
     CONTENT_CORRUPTED = "content-corrupted"
     PURGED = "purged"
     EXPIRED = "expired"
+    HANDED_OVER = "handed-over"  # a bridge adapter took the delivery (another zone's hub)
+    HANDOVER_FAILED = "handover-failed"  # a bridge hand-over attempt failed; retried by policy
+    UNDELIVERABLE = "undeliverable"  # reported to the sender: no route, offline too long, retries exhausted
+    REDRIVEN = "redriven"  # an operator put an undeliverable delivery back on its way
 
 
 @dataclass(frozen=True)

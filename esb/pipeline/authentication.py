@@ -17,6 +17,12 @@ Every refusal is a :class:`AuthError` with a stable code.  Unknown keys and bad 
 give the same code and message (no "key exists" oracle); codes that reveal more
 (``KeyRevoked``, ``AccountLocked``) are only given after the signature proved possession of
 the key.  Each attempt writes one audit event and nothing else.
+
+Every success is also activity of the application (presence, :mod:`esb.pipeline.presence`):
+``on_activity(caller, "authenticate")`` after ``Authenticate``, ``on_activity(caller, "call")``
+for every call resolved to a caller (session key, from the cache too, or WS-Security) and for
+the destination's own request in ``VerifyAccess``.  The hook runs after the transaction and
+never fails the call.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ import logging
 import re
 import secrets
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -59,6 +66,9 @@ _NONCE = re.compile(r"[\x21-\x7e]{8,128}")
 _DUMMY_SECRET = secrets.token_bytes(32)
 PURGE_EVERY = 200  # sessions issued by one process between two purges of expired rows
 _GENERIC_FAILURE = "authentication failed: unknown access key or wrong signature"
+
+ActivityHook = Callable[[Caller, str], None]
+"""Told of each authenticated caller and why: ``"authenticate"`` or ``"call"`` (presence)."""
 
 
 class AuthError(ClientError):
@@ -114,11 +124,14 @@ class Authenticator:
         secret_box: SecretBox,
         policy: AuthPolicy = AuthPolicy(),
         clock: Clock = utc_now,
+        *,
+        on_activity: ActivityHook | None = None,
     ) -> None:
         self.database = database
         self.secret_box = secret_box
         self.policy = policy
         self.clock = clock
+        self.on_activity = on_activity
         self._issued = 0
         self._sessions: TTLCache[tuple[str, str], Caller] | None = None
         ttl = policy.session_cache_ttl.total_seconds()
@@ -153,6 +166,7 @@ class Authenticator:
             self._issued += 1
             if self._issued % PURGE_EVERY == 0:  # expired sessions and replay entries, now and then
                 auth_store.purge_expired(session, now=now)
+        self._activity(caller, "authenticate")
         return SessionGrant(token, expires_at, _with_session(caller, request.target or None, expires_at))
 
     # -- steps 4-5: VerifyAccess ----------------------------------------------------------------
@@ -190,6 +204,7 @@ class Authenticator:
                 expires_at = auth_session.expires_at
                 requester = _with_session(_caller(requester_key), auth_session.target, expires_at)
                 _audit_ok(session, "verify_access", now, destination_key, remote_addr, requester.agency_code)
+        self._activity(destination, "call")
         return AccessConfirmation(requester, destination, expires_at)
 
     # -- every other SOAP call ------------------------------------------------------------------
@@ -201,7 +216,9 @@ class Authenticator:
         SHA-256, never the token), then answered from memory until the session itself ends.
         """
         if self._sessions is None:
-            return self._resolve_session(token, service, remote_addr)
+            caller = self._resolve_session(token, service, remote_addr)
+            self._activity(caller, "call")
+            return caller
         cache_key = (hashlib.sha256(token.encode("utf-8")).hexdigest(), service)
         with self._sessions_lock:
             cached = self._sessions.get(cache_key)
@@ -210,10 +227,12 @@ class Authenticator:
             and cached.session_expires_at is not None
             and cached.session_expires_at > self.clock()
         ):
+            self._activity(cached, "call")
             return cached
         caller = self._resolve_session(token, service, remote_addr)
         with self._sessions_lock:
             self._sessions[cache_key] = caller
+        self._activity(caller, "call")
         return caller
 
     def _resolve_session(self, token: str, service: str, remote_addr: str | None) -> Caller:
@@ -253,16 +272,26 @@ class Authenticator:
             ):
                 raise AuthError("this signed message was already received", code="Client.ReplayDetected")
             self._check_service(session, application, service)
-            return Caller(
+            caller = Caller(
                 agency_code=application.agency.code,
                 application_id=application.id,
                 application_name=application.name,
                 access_key=None,
                 certificate_sha256=token.certificate_sha256,
             )
+        self._activity(caller, "call")
+        return caller
 
     def server_time(self) -> datetime:
         return self.clock()
+
+    def _activity(self, caller: Caller, reason: str) -> None:
+        if self.on_activity is None:
+            return
+        try:
+            self.on_activity(caller, reason)
+        except Exception:  # noqa: BLE001 - presence is never a reason to refuse an authenticated call
+            log.warning("activity hook failed for application %s (%s)", caller.application_id, reason)
 
     # -- checks ---------------------------------------------------------------------------------
 

@@ -8,17 +8,22 @@ One package's path through the hub:
    recipients will get, the accepted ones with the hub's TraceHeader spliced in
    (:mod:`esb.xml_processing.trace_splice`), go to the content store (``fsync``); the
    accepted bytes themselves are kept only as digest and size.
-2. **route**, in the same single transaction: every recipient is checked in the registry
-   (known, active), and the document, one ``pending`` delivery per recipient (its mailbox
-   entry, with the digest of the bytes it will receive) and the ``accepted`` and
-   ``routed`` trace events are written.  A failure anywhere before the commit removes the
-   stored bytes: nothing partial remains.  Deliveries that must wait for another zone
-   (bridges) would stay ``queued`` for ``esb worker``'s route step, which claims documents
-   with ``FOR UPDATE SKIP LOCKED``.
+2. **route**, in the same single transaction: every recipient is resolved by the routing
+   rules and the registry (:mod:`esb.pipeline.routing`).  A local recipient (registered,
+   active) gets a ``pending`` delivery (its mailbox entry, with the digest of the bytes it
+   will receive) and a notification; a recipient in another zone gets a ``queued``
+   delivery for its bridge adapter, which the worker's bridge step hands over
+   (:mod:`esb.pipeline.undeliverable`); an unknown recipient refuses an edoc
+   (``Client.UnknownRecipient``), while a status to an unknown destination is accepted and
+   at once reported undeliverable to its sender.  The document and the ``accepted`` and
+   ``routed`` trace events are written with them.  A failure anywhere before the commit
+   removes the stored bytes: nothing partial remains.
 3. **fetch / confirm** per recipient: the stored bytes are re-checked against their digest
    on every read; ``done`` with the right digest ends a delivery.
-4. **purge**: when every delivery is done the content is deleted; metadata, digests and the
-   trace stay.  Undelivered content is purged when the retention ends (``expired``).
+4. **purge**: when every delivery is done (confirmed, or handed to its bridge) the content
+   is deleted; metadata, digests and the trace stay.  Undelivered content, including that of
+   deliveries reported undeliverable (kept so that an operator can re-drive them), is purged
+   when the retention ends (``expired``).
 """
 
 from __future__ import annotations
@@ -58,12 +63,14 @@ from esb.domain.exchange import (
     check_sender,
     envelope_of,
 )
+from esb.domain.routing import ADAPTER_LOCAL, Route, RouteKind
 from esb.domain.signatures import SignatureReport, Verdict
 from esb.errors import ClientError, ServerError
 from esb.pipeline.receipts import IssuedReceipt, ReceiptIssuer
+from esb.pipeline.routing import Router
 from esb.pipeline.signature_policy import SignatureRules, enforce, may_be_signed, trace_detail
+from esb.storage import delivery_store, registry
 from esb.storage import exchange_store as store
-from esb.storage import registry
 from esb.storage.content_store import ContentCorrupted, ContentStore, new_key, read_all
 from esb.storage.database import Database
 from esb.storage.tables import Delivery, Document, TraceEventRow, UploadSpaceRow
@@ -128,6 +135,7 @@ class Exchange:
         *,
         signatures: SignatureRules | None = None,
         receipts: ReceiptIssuer | None = None,
+        router: Router | None = None,
     ) -> None:
         self.database = database
         self.content = content
@@ -137,6 +145,7 @@ class Exchange:
         self.clock = clock
         self.signatures = signatures or SignatureRules(max_bytes=policy.max_package_bytes)
         self.receipts = receipts
+        self.router = router or Router(database)
         self.spaces_dir.mkdir(parents=True, exist_ok=True)
 
     # ------------------------------------------------------------------ sending
@@ -364,7 +373,8 @@ class Exchange:
         with self.database.transaction() as session:
             parties = [envelope.sender, *envelope.recipients]
             rows = registry.agency_rows(session, parties)
-            _check_recipients(rows, envelope)
+            routes = self.router.resolve(session, envelope.recipients, registered=rows)
+            _check_routes(routes, rows, envelope)
             policy = self.signatures.effective(
                 {code: row[1] for code, row in rows.items()},
                 parties,
@@ -377,7 +387,9 @@ class Exchange:
             enforce(signature, policy)
             # A re-sent new document breaks the unique idempotency key at the flush below;
             # _accept then answers with the first receipt (no SELECT here on the hot path).
-            relates_to, link_note = self._related(session, envelope)
+            relates_to, link_note = self._related(
+                session, envelope, local=routes[envelope.recipients[0]].kind is RouteKind.LOCAL
+            )
             document = Document(
                 hub_id=str(uuid.uuid4()),
                 message_type=envelope.message_type.value,
@@ -411,22 +423,14 @@ class Exchange:
             )
             session.add(document)
             session.flush()
-            # Every recipient is a registered local agency (checked above): routing is the
-            # mailbox entry itself, written with the document (deliveries to other zones
-            # would stay queued for the worker's route step).
-            session.add_all(
-                Delivery(
-                    document_id=document.id,
-                    recipient_code=recipient,
-                    message_type=envelope.message_type.value,
-                    priority=int(envelope.priority),
-                    state=DeliveryState.PENDING.value,
-                    delivered_sha256=delivered.sha256,
-                    available_at=now,
-                    attempts=0,
-                )
+            # Routing is the delivery rows themselves, written with the document: a mailbox
+            # entry (pending) for a local recipient, a queued hand-over for a bridge, and for a
+            # status to an unknown destination a delivery that is undeliverable from the start.
+            deliveries = [
+                _delivery(document, recipient, routes[recipient], envelope, delivered.sha256, now)
                 for recipient in envelope.recipients
-            )
+            ]
+            session.add_all(deliveries)
             detail = (
                 f"{len(envelope.recipients)} recipient(s); {len(result.warnings)} warning(s); "
                 f"signature {trace_detail(signature)}"
@@ -442,8 +446,8 @@ class Exchange:
                 sha256=result.sha256,
                 detail=detail,
             )
-            for recipient in envelope.recipients:
-                self._routed_event(session, document, recipient, now)
+            for delivery in deliveries:
+                self._routed(session, document, delivery, routes[delivery.recipient_code], now)
             if relates_to is not None:
                 self._record_relation(session, relates_to, document, envelope, now, actor)
             if space is not None:
@@ -454,14 +458,23 @@ class Exchange:
                 sha256=result.sha256,
                 size=result.size,
                 accepted_at=now,
-                recipients=tuple(RecipientState(code, DeliveryState.PENDING) for code in envelope.recipients),
+                recipients=tuple(
+                    RecipientState(d.recipient_code, DeliveryState(d.state)) for d in deliveries
+                ),
                 signature_verdict=signature.verdict.value,
                 signature_reason=signature.reason,
             )
         return receipt, (document, accepted)
 
-    def _related(self, session: Session, envelope: Envelope) -> tuple[Document | None, str | None]:
-        """The document a revoke/update/replace or a status refers to."""
+    def _related(
+        self, session: Session, envelope: Envelope, *, local: bool = True
+    ) -> tuple[Document | None, str | None]:
+        """The document a revoke/update/replace or a status refers to.
+
+        A status to a destination outside this hub's mailboxes (``local`` false: a bridge, or
+        nowhere) may be about a document that never passed through this hub: it is accepted
+        without the link.
+        """
         target_id, target_sender = envelope.refers_to_document_id, envelope.refers_to_sender
         if envelope.message_type is MessageType.STATUS:
             if not target_id or not target_sender:
@@ -476,6 +489,8 @@ class Exchange:
                 else envelope.sender
             )
             document = store.find_sent_document(session, target_sender, target_id, recipient=party)
+            if document is None and not local:
+                return None, f"document {target_id} reported on is not known to this hub"
             if document is None:
                 raise ClientError(
                     f"no document {target_id} from {target_sender} to {party} is known to this hub",
@@ -544,10 +559,13 @@ class Exchange:
         """Queued deliveries to local agencies enter their mailboxes, each with a ``routed`` event."""
         for recipient in store.route_deliveries(session, document, now):
             self._routed_event(session, document, recipient, now)
+            delivery_store.notify_waiting(session, document, recipient, at=now)
         document.state = DocumentState.ROUTED.value
         document.routed_at = now
 
-    def _routed_event(self, session: Session, document: Document, recipient: str, now: datetime) -> None:
+    def _routed_event(
+        self, session: Session, document: Document, recipient: str, now: datetime, detail: str | None = None
+    ) -> None:
         store.add_event(
             session,
             document,
@@ -556,8 +574,30 @@ class Exchange:
             actor=f"hub:{self.policy.node_name}",
             recipient=recipient,
             sha256=document.delivered_sha256,
-            detail=document.delivery_note,
+            detail=detail or document.delivery_note,
         )
+
+    def _routed(
+        self, session: Session, document: Document, delivery: Delivery, route: Route, now: datetime
+    ) -> None:
+        """What acceptance decided for one recipient: its trace event and whom it notifies."""
+        recipient = delivery.recipient_code
+        if delivery.state == DeliveryState.UNDELIVERABLE.value:
+            delivery_store.mark_undeliverable(
+                session,
+                document,
+                delivery,
+                reason=str(delivery.dead_reason),
+                at=now,
+                actor=f"hub:{self.policy.node_name}",
+            )
+            return
+        if delivery.state == DeliveryState.QUEUED.value:
+            note = f"to {route.describe}; {document.delivery_note}" if document.delivery_note else None
+            self._routed_event(session, document, recipient, now, note or f"to {route.describe}")
+            return
+        self._routed_event(session, document, recipient, now)
+        delivery_store.notify_waiting(session, document, recipient, at=now)
 
     # ------------------------------------------------------------------ receiving
 
@@ -625,6 +665,8 @@ class Exchange:
     def _fetchable(self, caller: Caller, hub_id: str) -> tuple[str, str, int]:
         with self.database.transaction() as session:
             document, delivery = store.lock_delivery(session, hub_id, caller.agency_code)
+            if delivery.state == DeliveryState.UNDELIVERABLE.value:
+                raise _reported_undeliverable(hub_id, delivery)
             if delivery.state == DeliveryState.QUEUED.value:
                 raise ClientError(f"document {hub_id} is not in your mailbox yet", code="Client.NotYetRouted")
             if document.content_key is None or delivery.state == DeliveryState.EXPIRED.value:
@@ -692,6 +734,8 @@ class Exchange:
                     f"document {hub_id} was already confirmed done with the digest of the bytes delivered",
                     code="Client.NotPending",
                 )
+            if delivery.state == DeliveryState.UNDELIVERABLE.value:
+                raise _reported_undeliverable(hub_id, delivery)
             if delivery.state != DeliveryState.PENDING.value:
                 raise ClientError(
                     f"document {hub_id} cannot be confirmed: its delivery is {delivery.state}",
@@ -790,7 +834,11 @@ class Exchange:
         return purged
 
     def expire(self, *, limit: int = 50) -> int:
-        """Documents past their retention: undelivered recipients are marked expired, content purged."""
+        """Documents past their retention: undelivered recipients are marked expired, content purged.
+
+        Deliveries reported undeliverable stay so (with their reason): their content was kept
+        only so that an operator could re-drive them, and goes now.
+        """
         now = self.clock()
         with self.database.transaction() as session:
             documents = store.due_for_expiry(session, now, limit)
@@ -799,8 +847,9 @@ class Exchange:
                     d.recipient_code for d in document.deliveries if d.state != DeliveryState.DONE.value
                 ]
                 for delivery in document.deliveries:
-                    if delivery.state != DeliveryState.DONE.value:
+                    if delivery.state in (DeliveryState.PENDING.value, DeliveryState.QUEUED.value):
                         delivery.state = DeliveryState.EXPIRED.value
+                        delivery.lease_owner = delivery.lease_until = delivery.next_attempt_at = None
                 document.state = DocumentState.EXPIRED.value
                 store.add_event(
                     session,
@@ -907,7 +956,8 @@ class Exchange:
         space_id = uuid.uuid4().hex
         expires_at = now + self.policy.space_ttl
         with self.database.transaction() as session:
-            _check_recipients(registry.agency_rows(session, codes), envelope)
+            rows = registry.agency_rows(session, codes)
+            _check_routes(self.router.resolve(session, codes, registered=rows), rows, envelope)
             session.add(
                 UploadSpaceRow(
                     space_id=space_id,
@@ -1016,13 +1066,60 @@ class Exchange:
         return self.spaces_dir / f"{space_id}.edxml"
 
 
-def _check_recipients(rows: dict[str, tuple[str, str | None]], envelope: Envelope) -> None:
+def _check_routes(
+    routes: dict[str, Route], rows: dict[str, tuple[str, str | None]], envelope: Envelope
+) -> None:
+    """Every edoc recipient must have somewhere to go; a local one must be active.
+
+    A status to an unknown destination is not refused: it is reported back undeliverable.
+    """
     for code in envelope.recipients:
+        route = routes[code]
+        if route.kind is RouteKind.UNKNOWN and envelope.message_type is MessageType.EDOC:
+            why = f" (rule {route.rule} sends it to this hub's mailboxes)" if route.rule else ""
+            raise ClientError(
+                f"recipient {code} is not a registered agency{why}", code="Client.UnknownRecipient"
+            )
         row = rows.get(code)
-        if row is None:
-            raise ClientError(f"recipient {code} is not a registered agency", code="Client.UnknownRecipient")
-        if row[0] != AgencyState.ACTIVE.value:
+        if route.kind is RouteKind.LOCAL and row is not None and row[0] != AgencyState.ACTIVE.value:
             raise ClientError(f"recipient {code} is locked", code="Client.RecipientLocked")
+
+
+def _delivery(
+    document: Document, recipient: str, route: Route, envelope: Envelope, sha256: str, now: datetime
+) -> Delivery:
+    """The delivery row acceptance writes for one recipient, by its route."""
+    delivery = Delivery(
+        document_id=document.id,
+        recipient_code=recipient,
+        message_type=envelope.message_type.value,
+        priority=int(envelope.priority),
+        state=DeliveryState.PENDING.value,
+        delivered_sha256=sha256,
+        available_at=now,
+        attempts=0,
+        route=ADAPTER_LOCAL,
+    )
+    if route.kind is RouteKind.BRIDGE:
+        delivery.state = DeliveryState.QUEUED.value
+        delivery.route = str(route.adapter)
+        delivery.next_attempt_at = now
+    elif route.kind is RouteKind.UNKNOWN:
+        delivery.state = DeliveryState.UNDELIVERABLE.value
+        delivery.route = delivery_store.NO_ROUTE
+        delivery.dead_at = now
+        delivery.dead_reason = no_route_reason(recipient, route)
+    return delivery
+
+
+def no_route_reason(recipient: str, route: Route) -> str:
+    """Why there is nowhere to deliver to ``recipient``."""
+    if route.rule:
+        return (
+            f"{recipient} is not a registered agency of this hub (rule {route.rule} sends it to "
+            "this hub's mailboxes)"
+        )
+    return f"{recipient} is not a registered agency of this hub, and no routing rule covers it"
 
 
 def _check_space_matches(space: UploadSpaceRow, envelope: Envelope) -> None:
@@ -1045,6 +1142,15 @@ def _check_same_recipients(first: Document, envelope: Envelope) -> None:
             "or a document with a new DocumentId",
             code="Client.DuplicateDocumentId",
         )
+
+
+def _reported_undeliverable(hub_id: str, delivery: Delivery) -> ClientError:
+    when = f"{delivery.dead_at:%Y-%m-%d %H:%M} UTC" if delivery.dead_at else "earlier"
+    return ClientError(
+        f"document {hub_id} was reported undeliverable to you ({when}: {delivery.dead_reason}); "
+        "it is no longer pending: the sender was told, and an operator may re-drive it",
+        code="Client.NotPending",
+    )
 
 
 def _too_large(size: int, limit: int) -> ClientError:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -25,6 +26,7 @@ class WorkerStep:
 
     name: str
     run: Callable[[int], int]
+    urgent: bool = False  # also run as soon as the worker is woken (a notification arrived)
 
 
 @dataclass(frozen=True)
@@ -51,10 +53,22 @@ class WorkReport:
 
 
 class DeliveryWorker:
-    def __init__(self, exchange: Exchange, *, batch: int = 50, steps: Sequence[WorkerStep] = ()) -> None:
+    def __init__(
+        self,
+        exchange: Exchange,
+        *,
+        batch: int = 50,
+        steps: Sequence[WorkerStep] = (),
+        wake: threading.Event | None = None,
+    ) -> None:
         self.exchange = exchange
         self.batch = batch
         self.steps = tuple(steps)
+        self.wake = wake
+
+    def run_urgent(self) -> int:
+        """Only the urgent steps (callback pushes): what a wake-up between passes runs."""
+        return sum(self._run_step(step) for step in self.steps if step.urgent)
 
     def run_once(self) -> WorkReport:
         """One pass over every kind of work; each kind fails on its own, the others still run."""
@@ -62,10 +76,7 @@ class DeliveryWorker:
         expired = self._step("expire", lambda: self.exchange.expire(limit=self.batch))
         purged = self._step("purge", lambda: self.exchange.purge(limit=self.batch))
         spaces = self._step("spaces", lambda: self.exchange.expire_spaces(limit=self.batch))
-        others = {
-            step.name: self._step(step.name, lambda step=step: step.run(self.batch))  # type: ignore[misc]
-            for step in self.steps
-        }
+        others = {step.name: self._run_step(step) for step in self.steps}
         return WorkReport(routed, purged, expired, spaces, others)
 
     def run(self, stop: threading.Event, *, interval: float) -> None:
@@ -75,7 +86,22 @@ class DeliveryWorker:
             if report.total:
                 log.info("worker: %s", report.describe())
                 continue
+            self._idle(stop, interval)
+
+    def _idle(self, stop: threading.Event, interval: float) -> None:
+        """Wait ``interval``; each wake-up meanwhile runs the urgent steps at once."""
+        if self.wake is None:
             stop.wait(interval)
+            return
+        deadline = time.monotonic() + interval
+        while not stop.is_set():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            if self.wake.wait(left):
+                self.wake.clear()
+                while self.run_urgent() and not stop.is_set():
+                    pass
 
     def start_thread(self, *, interval: float) -> threading.Event:
         """Run in a daemon thread (``esb serve``'s in-process worker); set the event to stop it."""
@@ -89,6 +115,9 @@ class DeliveryWorker:
         )
         thread.start()
         return stop
+
+    def _run_step(self, step: WorkerStep) -> int:
+        return self._step(step.name, lambda: step.run(self.batch))
 
     @staticmethod
     def _step(name: str, work: Callable[[], int]) -> int:

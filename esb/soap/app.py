@@ -24,8 +24,9 @@ from spyne.server.wsgi import WsgiApplication
 
 from esb import __version__
 from esb.errors import ClientError
-from esb.soap import auth_service, exchange_service
+from esb.soap import auth_service, directory_service, exchange_service, notification_service
 from esb.soap.context import RequestContext, Services
+from esb.soap.events import EventsApp
 from esb.soap.faults import TranslatingService, to_fault
 from esb.soap.guard import SoapGuard, WsgiApp
 from esb.soap.transfer import TransferApp
@@ -56,6 +57,8 @@ class ServiceSpec:
 SERVICES: tuple[ServiceSpec, ...] = (
     ServiceSpec("Auth", auth_service.AuthService, auth_service.NAMESPACE),
     ServiceSpec("DocumentExchange", exchange_service.ExchangeService, exchange_service.NAMESPACE),
+    ServiceSpec("Notifications", notification_service.NotificationService, notification_service.NAMESPACE),
+    ServiceSpec("Directory", directory_service.DirectoryService, directory_service.NAMESPACE),
 )
 
 
@@ -145,6 +148,7 @@ def create_wsgi_app(
         routes[f"/soap/{spec.name}"] = SoapGuard(wsgi, namespace=spec.namespace, max_bytes=max_request_bytes)
     transfer = TransferApp(services)
     prefixes: dict[str, WsgiApp] = {"/upload/": transfer, "/download/": transfer}
+    prefixes["/events"] = EventsApp(services)  # server-sent notifications
     return Router(routes, health=health, public_url=public_url, prefixes=prefixes)
 
 

@@ -8,7 +8,9 @@ from typing import Any
 from esb.domain.access import Caller
 from esb.errors import ClientError
 from esb.pipeline.authentication import Authenticator
+from esb.pipeline.directory import Directory
 from esb.pipeline.exchange import Exchange
+from esb.pipeline.notifications import NotificationHub
 from esb.security.wsse import find_security_header
 
 
@@ -18,6 +20,8 @@ class Services:
 
     authenticator: Authenticator
     exchange: Exchange
+    notifications: NotificationHub
+    directory: Directory
 
 
 @dataclass

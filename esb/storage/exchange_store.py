@@ -168,10 +168,15 @@ def claim_documents(
 
 
 def route_deliveries(session: Session, document: Document, now: datetime) -> list[str]:
-    """Queued deliveries of ``document`` become pending; returns their recipients."""
+    """Queued local deliveries of ``document`` become pending (bridge ones wait for their
+    adapter: esb.pipeline.undeliverable); returns their recipients."""
     queued = session.execute(
         select(Delivery.id, Delivery.recipient_code)
-        .where(Delivery.document_id == document.id, Delivery.state == DeliveryState.QUEUED.value)
+        .where(
+            Delivery.document_id == document.id,
+            Delivery.state == DeliveryState.QUEUED.value,
+            Delivery.route == "local",
+        )
         .order_by(Delivery.id)
     ).all()
     session.execute(

@@ -1,7 +1,9 @@
 """Registry queries: agencies, applications, key pairs and access rules.
 
 Functions take an open :class:`~sqlalchemy.orm.Session` so that callers decide what commits
-together (``with database.transaction() as session: ...``).
+together (``with database.transaction() as session: ...``).  Every write to an agency row
+gives the agency the next directory version (:mod:`esb.storage.directory_store`), which is
+how the directory on every node, and clients syncing with ``GetAgencyChanges``, learn of it.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from sqlalchemy.orm import Session, joinedload
 from esb.domain.access import AccessRule, AgencyState, Effect, RuleScope
 from esb.domain.agencies import AgencyRecord, account_for
 from esb.errors import ClientError
+from esb.storage import directory_store
 from esb.storage.tables import AccessKey, AccessRuleRow, Agency, AgencyCertificate, Application
 
 _AGENCY_TABLE = cast(Table, Agency.__table__)
@@ -63,6 +66,7 @@ def set_signature_policy(session: Session, code: str, policy: str | None, *, now
     agency = get_agency(session, code)
     agency.signature_policy = policy
     agency.updated_at = now
+    directory_store.mark_changed(session, agency)
     return agency
 
 
@@ -127,6 +131,7 @@ def add_agency(session: Session, record: AgencyRecord, *, province_domain: str, 
     if find_agency(session, record.code) is not None:
         raise RegistryConflict(f"an agency with the code {record.code} is already registered")
     agency = Agency(**_agency_values(record, province_domain), created_at=now, updated_at=now)
+    directory_store.mark_changed(session, agency)
     session.add(agency)
     session.flush()
     return agency
@@ -140,23 +145,34 @@ def upsert_agencies(
     One ON CONFLICT statement run for all rows at once (executemany: compiled once, not once
     per batch).  An import never changes an existing agency's state: locking and unlocking
     are operator actions (``esb agency lock``), and a file's rows would otherwise silently
-    unlock an agency.
+    unlock an agency.  A known agency whose details are unchanged is left as it is (its
+    ``updated_at`` and directory version too), so re-importing a list is not a change.
+    Each row takes its own directory version, from one block reserved for the call.
     """
     if not records:
         return 0, 0
     records = list({record.code: record for record in records}.values())  # the last row of a code wins
     codes = [record.code for record in records]
     known = set(session.scalars(select(Agency.code).where(Agency.code.in_(codes))))
+    first_version = directory_store.reserve_versions(session, len(records))
     rows = [
-        {**_agency_values(record, province_domain), "created_at": now, "updated_at": now}
-        for record in records
+        {
+            **_agency_values(record, province_domain),
+            "created_at": now,
+            "updated_at": now,
+            "version": first_version + number,
+        }
+        for number, record in enumerate(records)
     ]
     insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
     statement = insert(_AGENCY_TABLE)
-    updatable = ("qd20_code", "old_code", "name", "parent_code", "address", "email", "account", "updated_at")
+    details = ("qd20_code", "old_code", "name", "parent_code", "address", "email", "account")
     statement = statement.on_conflict_do_update(
         index_elements=[_AGENCY_TABLE.c.code],
-        set_={column: statement.excluded[column] for column in updatable},
+        set_={column: statement.excluded[column] for column in (*details, "updated_at", "version")},
+        where=or_(
+            *(_AGENCY_TABLE.c[column].is_distinct_from(statement.excluded[column]) for column in details)
+        ),
     )
     session.connection().execute(statement, rows)
     updated = len(known)
@@ -190,6 +206,7 @@ def set_agency_state(session: Session, code: str, state: AgencyState, *, now: da
     agency = get_agency(session, code)
     agency.state = state.value
     agency.updated_at = now
+    directory_store.mark_changed(session, agency)
     return agency
 
 
