@@ -76,11 +76,12 @@ class WakeUp:
     agency: str
     notification_id: int
     priority: int
+    pushes: int = 0  # callback pushes written with it: the delivery workers have work
 
 
 def wake_payload(wake: WakeUp) -> str:
-    """``agency|id|priority``: the NOTIFY payload (identifier codes hold no ``|``)."""
-    payload = f"{wake.agency}|{wake.notification_id}|{wake.priority}"
+    """``agency|id|priority|pushes``: the NOTIFY payload (identifier codes hold no ``|``)."""
+    payload = f"{wake.agency}|{wake.notification_id}|{wake.priority}|{wake.pushes}"
     if len(payload.encode("utf-8")) > MAX_PAYLOAD_BYTES:
         raise ValueError("wake-up payload too long")
     return payload
@@ -89,10 +90,10 @@ def wake_payload(wake: WakeUp) -> str:
 def parse_wake_payload(text: str) -> WakeUp | None:
     """The wake-up in a payload, or None when it is not one of ours."""
     parts = text.split("|")
-    if len(parts) != 3 or not parts[0]:
+    if len(parts) not in (3, 4) or not parts[0]:
         return None
     try:
-        return WakeUp(parts[0], int(parts[1]), int(parts[2]))
+        return WakeUp(parts[0], int(parts[1]), int(parts[2]), int(parts[3]) if len(parts) == 4 else 0)
     except ValueError:
         return None
 

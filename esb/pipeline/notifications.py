@@ -247,8 +247,8 @@ class NotificationHub:
         self._channel: store.WakeChannel | None = None
         self._last_seen = 0
         self._last_sweep: datetime | None = None
-        # Set on every notification this process hears of: the delivery worker waits on it,
-        # so callback pushes start at once instead of at its next idle pass.
+        # Set when a notification with callback pushes is heard of: the delivery worker waits
+        # on it, so the pushes start at once instead of at its next idle pass.
         self.arrived = threading.Event()
 
     # -- channels -------------------------------------------------------------------------------
@@ -382,7 +382,12 @@ class NotificationHub:
 
     def _on_commit(self, wakes: Sequence[WakeUp]) -> None:
         self._waiters.wake(wake.agency for wake in wakes)
-        self.arrived.set()
+        self._pushes_arrived(wakes)
+
+    def _pushes_arrived(self, wakes: Sequence[WakeUp]) -> None:
+        """Wake the delivery worker only for notifications that have callbacks to push."""
+        if any(wake.pushes for wake in wakes):
+            self.arrived.set()
 
     def _run(self) -> None:
         try:
@@ -421,7 +426,7 @@ class NotificationHub:
                 wakes = self._channel.receive(min(_LISTEN_SLICE, safety))
                 if wakes:  # _last_seen stays: the safety net re-reads by id (payloads may be foreign)
                     self._waiters.wake(wake.agency for wake in wakes)
-                    self.arrived.set()
+                    self._pushes_arrived(wakes)
                 elif time.monotonic() - looked >= safety:
                     self._catch_up()
                     looked = time.monotonic()

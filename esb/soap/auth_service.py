@@ -13,28 +13,13 @@ from spyne import ComplexModel, DateTime, Unicode, rpc
 from esb.pipeline.authentication import SignedRequest
 from esb.soap.context import request_context, require_caller
 from esb.soap.faults import TranslatingService, make_fault_class
+from esb.soap.soap_types import auth_header, text
 
 NAMESPACE = "urn:lgsp-esb:auth:1"
 SERVICE = "Auth"
 
-
-def _required() -> Any:
-    """A fresh type per use: spyne names a shared restricted type after its first user."""
-    return Unicode(min_occurs=1, nillable=False, max_len=4096)
-
-
-def _optional() -> Any:
-    return Unicode(min_occurs=0, nillable=False, max_len=4096)
-
-
 EsbFault = make_fault_class(NAMESPACE)
-
-
-class AuthHeader(ComplexModel):  # type: ignore[misc]
-    """SOAP header carrying the session key on every authenticated call."""
-
-    __namespace__ = NAMESPACE
-    _type_info = [("sessionToken", Unicode(min_occurs=1, nillable=False, max_len=128))]  # noqa: RUF012
+AuthHeader = auth_header(NAMESPACE, "SOAP header carrying the session key on every authenticated call.")
 
 
 class SessionTicket(ComplexModel):  # type: ignore[misc]
@@ -53,11 +38,11 @@ class SignedAccess(ComplexModel):  # type: ignore[misc]
 
     __namespace__ = NAMESPACE
     _type_info = [  # noqa: RUF012
-        ("accessKey", _required()),
-        ("timestamp", _required()),
-        ("nonce", _required()),
-        ("algorithm", _required()),
-        ("signature", _required()),
+        ("accessKey", text()),
+        ("timestamp", text()),
+        ("nonce", text()),
+        ("algorithm", text()),
+        ("signature", text()),
     ]
 
 
@@ -87,12 +72,12 @@ class AuthService(TranslatingService):
     fault_class = EsbFault
 
     @rpc(
-        _required(),
-        _required(),
-        _required(),
-        _required(),
-        _required(),
-        _optional(),
+        text(),
+        text(),
+        text(),
+        text(),
+        text(),
+        text(0),
         _returns=SessionTicket.customize(min_occurs=1, nillable=False),
         _throws=[EsbFault],
     )
@@ -120,8 +105,8 @@ class AuthService(TranslatingService):
         )
 
     @rpc(
-        _required(),
-        _optional(),
+        text(),
+        text(0),
         SignedAccess.customize(min_occurs=1, nillable=False),
         _returns=AccessConfirmation.customize(min_occurs=1, nillable=False),
         _throws=[EsbFault],

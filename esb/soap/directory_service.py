@@ -16,27 +16,13 @@ from esb.domain.directory_search import DirectoryEntry
 from esb.pipeline.directory import AgencySummary as Summary
 from esb.soap.context import request_context, require_caller
 from esb.soap.faults import TranslatingService, make_fault_class
+from esb.soap.soap_types import auth_header, out, text
 
 NAMESPACE = "urn:lgsp-esb:directory:1"
 SERVICE = "Directory"
 
 EsbFault = make_fault_class(NAMESPACE)
-
-
-def _text(min_occurs: int = 1, max_len: int = 4096) -> Any:
-    """A fresh type per use: spyne names a shared restricted type after its first user."""
-    return Unicode(min_occurs=min_occurs, nillable=False, max_len=max_len)
-
-
-def _out(kind: Any, min_occurs: int = 1) -> Any:
-    return kind(min_occurs=min_occurs, nillable=False)
-
-
-class AuthHeader(ComplexModel):  # type: ignore[misc]
-    """SOAP header carrying the session key from Auth.Authenticate on every call."""
-
-    __namespace__ = NAMESPACE
-    _type_info = [("sessionToken", Unicode(min_occurs=1, nillable=False, max_len=128))]  # noqa: RUF012
+AuthHeader = auth_header(NAMESPACE)
 
 
 class AgencySummary(ComplexModel):  # type: ignore[misc]
@@ -44,16 +30,16 @@ class AgencySummary(ComplexModel):  # type: ignore[misc]
 
     __namespace__ = NAMESPACE
     _type_info = [  # noqa: RUF012
-        ("code", _out(Unicode)),
-        ("qd20Code", _out(Unicode, 0)),
-        ("oldCode", _out(Unicode, 0)),
-        ("name", _out(Unicode)),
-        ("parentCode", _out(Unicode, 0)),
-        ("level", _out(Int)),
-        ("state", _out(Unicode)),  # active | locked
-        ("presence", _out(Unicode)),  # online | offline | unknown
-        ("match", _out(Unicode, 0)),  # code | code-prefix | subtree | name-exact | name-prefix | ...
-        ("score", _out(Int, 0)),  # 7 (exact code) .. 1 (every word, in any order)
+        ("code", out(Unicode)),
+        ("qd20Code", out(Unicode, 0)),
+        ("oldCode", out(Unicode, 0)),
+        ("name", out(Unicode)),
+        ("parentCode", out(Unicode, 0)),
+        ("level", out(Int)),
+        ("state", out(Unicode)),  # active | locked
+        ("presence", out(Unicode)),  # online | offline | unknown
+        ("match", out(Unicode, 0)),  # code | code-prefix | subtree | name-exact | name-prefix | ...
+        ("score", out(Int, 0)),  # 7 (exact code) .. 1 (every word, in any order)
     ]
 
 
@@ -62,15 +48,15 @@ class AgencyDetail(ComplexModel):  # type: ignore[misc]
 
     __namespace__ = NAMESPACE
     _type_info = [  # noqa: RUF012
-        ("code", _out(Unicode)),
-        ("qd20Code", _out(Unicode, 0)),
-        ("oldCode", _out(Unicode, 0)),
-        ("name", _out(Unicode)),
-        ("parentCode", _out(Unicode, 0)),
-        ("level", _out(Int)),
-        ("state", _out(Unicode)),
-        ("presence", _out(Unicode)),
-        ("version", _out(Long)),
+        ("code", out(Unicode)),
+        ("qd20Code", out(Unicode, 0)),
+        ("oldCode", out(Unicode, 0)),
+        ("name", out(Unicode)),
+        ("parentCode", out(Unicode, 0)),
+        ("level", out(Int)),
+        ("state", out(Unicode)),
+        ("presence", out(Unicode)),
+        ("version", out(Long)),
         ("parent", AgencySummary.customize(min_occurs=0, nillable=False)),
         ("child", AgencySummary.customize(min_occurs=0, max_occurs="unbounded", nillable=False)),
     ]
@@ -81,14 +67,14 @@ class AgencyChange(ComplexModel):  # type: ignore[misc]
 
     __namespace__ = NAMESPACE
     _type_info = [  # noqa: RUF012
-        ("code", _out(Unicode)),
-        ("qd20Code", _out(Unicode, 0)),
-        ("oldCode", _out(Unicode, 0)),
-        ("name", _out(Unicode)),
-        ("parentCode", _out(Unicode, 0)),
-        ("level", _out(Int)),
-        ("state", _out(Unicode)),
-        ("version", _out(Long)),
+        ("code", out(Unicode)),
+        ("qd20Code", out(Unicode, 0)),
+        ("oldCode", out(Unicode, 0)),
+        ("name", out(Unicode)),
+        ("parentCode", out(Unicode, 0)),
+        ("level", out(Int)),
+        ("state", out(Unicode)),
+        ("version", out(Long)),
     ]
 
 
@@ -97,8 +83,8 @@ class AgencyChanges(ComplexModel):  # type: ignore[misc]
 
     __namespace__ = NAMESPACE
     _type_info = [  # noqa: RUF012
-        ("version", _out(Long)),
-        ("more", _out(Boolean)),
+        ("version", out(Long)),
+        ("more", out(Boolean)),
         ("agency", AgencyChange.customize(min_occurs=0, max_occurs="unbounded", nillable=False)),
     ]
 
@@ -107,8 +93,8 @@ class DirectoryService(TranslatingService):
     fault_class = EsbFault
 
     @rpc(
-        _text(0),
-        _text(0),
+        text(0),
+        text(0),
         Int(min_occurs=0, nillable=False),
         Boolean(min_occurs=0, nillable=False),
         Int(min_occurs=0, nillable=False),
@@ -136,7 +122,7 @@ class DirectoryService(TranslatingService):
         return [_summary(item) for item in found]
 
     @rpc(
-        _text(1, 4096),
+        text(1, 4096),
         _in_header=(AuthHeader,),
         _returns=AgencyDetail.customize(min_occurs=1, nillable=False),
         _throws=[EsbFault],

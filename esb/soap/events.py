@@ -28,25 +28,17 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 from urllib.parse import parse_qs
 
-from esb.domain.access import Caller
 from esb.domain.notifications import Notification, cursor_of
 from esb.errors import ClientError
 from esb.pipeline.notifications import Channel
 from esb.soap.context import Services
-from esb.soap.faults import describe
+from esb.soap.http_edge import STATUS_BY_CODE, error_response, session_caller
 
 SERVICE = "Notifications"
 SEND_TIMEOUT = 30.0  # seconds a write may wait for a client that does not read
 RETRY_MILLISECONDS = 3000  # how soon an EventSource reconnects after a stream ends
 _STATUS = {
-    "Client.AuthenticationRequired": "401 Unauthorized",
-    "Client.AuthenticationFailed": "401 Unauthorized",
-    "Client.SessionExpired": "401 Unauthorized",
-    "Client.SessionInvalid": "401 Unauthorized",
-    "Client.KeyRevoked": "401 Unauthorized",
-    "Client.AccessDenied": "403 Forbidden",
-    "Client.AccountLocked": "403 Forbidden",
-    "Client.MethodNotAllowed": "405 Method Not Allowed",
+    **STATUS_BY_CODE,
     "Client.TooManyWaiters": "429 Too Many Requests",
     "Server.Busy": "503 Service Unavailable",
     "Server.StorageUnavailable": "503 Service Unavailable",
@@ -72,17 +64,17 @@ class EventsApp:
             error = ClientError(
                 f"{method} is not allowed on /events; use GET", code="Client.MethodNotAllowed"
             )
-            return _error(start_response, error, [("Allow", "GET")])
+            return error_response(start_response, error, _STATUS, [("Allow", "GET")])
         channel: Channel | None = None
         try:
-            caller = self._caller(environ)
+            caller = session_caller(environ, self.services.authenticator, SERVICE)
             cursor = cursor_of(_cursor_text(environ))
             channel = self.services.notifications.open(caller, "sse")
             first = channel.next(cursor, 0)  # at once; a bad cursor is refused before the stream
         except Exception as exc:  # noqa: BLE001 - the one place SSE set-up errors become responses
             if channel is not None:
                 channel.close(dropped=False, reason="sse refused")
-            return _error(start_response, exc)
+            return error_response(start_response, exc, _STATUS)
         _limit_sends(environ)
         start_response(
             "200 OK",
@@ -93,20 +85,6 @@ class EventsApp:
             ],
         )
         return EventStream(channel, cursor, first)
-
-    def _caller(self, environ: dict[str, Any]) -> Caller:
-        token = environ.get("HTTP_X_SESSION_TOKEN")
-        authorization = str(environ.get("HTTP_AUTHORIZATION", ""))
-        if not token and authorization.lower().startswith("bearer "):
-            token = authorization[7:].strip()
-        if not token:
-            raise ClientError(
-                "send the session key from Auth.Authenticate in X-Session-Token",
-                code="Client.AuthenticationRequired",
-            )
-        return self.services.authenticator.caller_for_session(
-            str(token), SERVICE, remote_addr=environ.get("REMOTE_ADDR")
-        )
 
 
 class EventStream:
@@ -185,16 +163,3 @@ def _limit_sends(environ: dict[str, Any]) -> None:
     settimeout = getattr(sock, "settimeout", None)
     if settimeout is not None:
         settimeout(SEND_TIMEOUT)
-
-
-def _error(
-    start_response: Callable[..., Any], exc: BaseException, extra: list[tuple[str, str]] | None = None
-) -> list[bytes]:
-    code, message, _, reference = describe(exc)
-    status = _STATUS.get(code)
-    if status is None:
-        status = "400 Bad Request" if code.startswith("Client.") else "500 Internal Server Error"
-    body = json.dumps({"code": code, "message": message, "reference": reference}, ensure_ascii=False).encode()
-    headers = [("Content-Type", "application/json; charset=utf-8"), ("Content-Length", str(len(body)))]
-    start_response(status, headers + (extra or []))
-    return [body]

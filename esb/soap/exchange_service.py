@@ -18,27 +18,13 @@ from esb.domain.exchange import MessageType, Outcome, PendingItem, Receipt, Trac
 from esb.errors import ClientError
 from esb.soap.context import request_context, require_caller
 from esb.soap.faults import TranslatingService, make_fault_class
+from esb.soap.soap_types import auth_header, out, text
 
 NAMESPACE = "urn:lgsp-esb:exchange:1"
 SERVICE = "DocumentExchange"
 
 EsbFault = make_fault_class(NAMESPACE)
-
-
-def _text(min_occurs: int = 1, max_len: int = 4096) -> Any:
-    """A fresh type per use: spyne names a shared restricted type after its first user."""
-    return Unicode(min_occurs=min_occurs, nillable=False, max_len=max_len)
-
-
-def _out(kind: Any, min_occurs: int = 1) -> Any:
-    return kind(min_occurs=min_occurs, nillable=False)
-
-
-class AuthHeader(ComplexModel):  # type: ignore[misc]
-    """SOAP header carrying the session key from Auth.Authenticate on every call."""
-
-    __namespace__ = NAMESPACE
-    _type_info = [("sessionToken", Unicode(min_occurs=1, nillable=False, max_len=128))]  # noqa: RUF012
+AuthHeader = auth_header(NAMESPACE)
 
 
 class SendPolicy(ComplexModel):  # type: ignore[misc]
@@ -53,92 +39,92 @@ class SendPolicy(ComplexModel):  # type: ignore[misc]
 
 class RecipientStatus(ComplexModel):  # type: ignore[misc]
     __namespace__ = NAMESPACE
-    _type_info = [("organId", _out(Unicode)), ("state", _out(Unicode))]  # noqa: RUF012
+    _type_info = [("organId", out(Unicode)), ("state", out(Unicode))]  # noqa: RUF012
 
 
 class SendReceipt(ComplexModel):  # type: ignore[misc]
     __namespace__ = NAMESPACE
     _type_info = [  # noqa: RUF012
-        ("hubDocumentId", _out(Unicode)),
-        ("documentId", _out(Unicode, 0)),
-        ("sha256", _out(Unicode)),
-        ("size", _out(Long)),
-        ("acceptedAt", _out(DateTime)),
-        ("duplicate", _out(Boolean)),
+        ("hubDocumentId", out(Unicode)),
+        ("documentId", out(Unicode, 0)),
+        ("sha256", out(Unicode)),
+        ("size", out(Long)),
+        ("acceptedAt", out(DateTime)),
+        ("duplicate", out(Boolean)),
         ("recipient", RecipientStatus.customize(min_occurs=1, max_occurs="unbounded", nillable=False)),
         # The package's XML signature as the hub found it (docs/signatures.md).
-        ("signatureVerdict", _out(Unicode)),
-        ("signatureReason", _out(Unicode)),
+        ("signatureVerdict", out(Unicode)),
+        ("signatureReason", out(Unicode)),
     ]
 
 
 class SendSpace(ComplexModel):  # type: ignore[misc]
     __namespace__ = NAMESPACE
     _type_info = [  # noqa: RUF012
-        ("spaceId", _out(Unicode)),
-        ("uploadUrl", _out(Unicode)),
-        ("maxBytes", _out(Long)),
-        ("expiresAt", _out(DateTime)),
+        ("spaceId", out(Unicode)),
+        ("uploadUrl", out(Unicode)),
+        ("maxBytes", out(Long)),
+        ("expiresAt", out(DateTime)),
     ]
 
 
 class PendingDocument(ComplexModel):  # type: ignore[misc]
     __namespace__ = NAMESPACE
     _type_info = [  # noqa: RUF012
-        ("hubDocumentId", _out(Unicode)),
-        ("documentId", _out(Unicode, 0)),
-        ("messageType", _out(Unicode)),
-        ("from", _out(Unicode)),
-        ("subject", _out(Unicode)),
-        ("priority", _out(Int)),
-        ("dueDate", _out(Date, 0)),
-        ("size", _out(Long)),
-        ("sha256", _out(Unicode)),
-        ("receivedAt", _out(DateTime)),
-        ("businessDocType", _out(Int, 0)),
-        ("relatesTo", _out(Unicode, 0)),
-        ("statusCode", _out(Unicode, 0)),
-        ("attempts", _out(Int)),
-        ("signatureVerdict", _out(Unicode)),
-        ("signatureReason", _out(Unicode)),
+        ("hubDocumentId", out(Unicode)),
+        ("documentId", out(Unicode, 0)),
+        ("messageType", out(Unicode)),
+        ("from", out(Unicode)),
+        ("subject", out(Unicode)),
+        ("priority", out(Int)),
+        ("dueDate", out(Date, 0)),
+        ("size", out(Long)),
+        ("sha256", out(Unicode)),
+        ("receivedAt", out(DateTime)),
+        ("businessDocType", out(Int, 0)),
+        ("relatesTo", out(Unicode, 0)),
+        ("statusCode", out(Unicode, 0)),
+        ("attempts", out(Int)),
+        ("signatureVerdict", out(Unicode)),
+        ("signatureReason", out(Unicode)),
     ]
 
 
 class DocumentContent(ComplexModel):  # type: ignore[misc]
     __namespace__ = NAMESPACE
     _type_info = [  # noqa: RUF012
-        ("hubDocumentId", _out(Unicode)),
-        ("sha256", _out(Unicode)),
-        ("size", _out(Long)),
+        ("hubDocumentId", out(Unicode)),
+        ("sha256", out(Unicode)),
+        ("size", out(Long)),
         ("edxmlPackage", ByteArray(min_occurs=0, nillable=False)),
-        ("downloadUrl", _out(Unicode, 0)),
+        ("downloadUrl", out(Unicode, 0)),
     ]
 
 
 class Confirmation(ComplexModel):  # type: ignore[misc]
     __namespace__ = NAMESPACE
-    _type_info = [("hubDocumentId", _out(Unicode)), ("state", _out(Unicode))]  # noqa: RUF012
+    _type_info = [("hubDocumentId", out(Unicode)), ("state", out(Unicode))]  # noqa: RUF012
 
 
 class TraceEntry(ComplexModel):  # type: ignore[misc]
     __namespace__ = NAMESPACE
     _type_info = [  # noqa: RUF012
-        ("at", _out(DateTime)),
-        ("kind", _out(Unicode)),
-        ("actor", _out(Unicode)),
-        ("recipient", _out(Unicode, 0)),
-        ("sha256", _out(Unicode, 0)),
-        ("detail", _out(Unicode, 0)),
+        ("at", out(DateTime)),
+        ("kind", out(Unicode)),
+        ("actor", out(Unicode)),
+        ("recipient", out(Unicode, 0)),
+        ("sha256", out(Unicode, 0)),
+        ("detail", out(Unicode, 0)),
         # The event's place and hash in the hub's tamper-evident chain (docs/audit.md).
-        ("seq", _out(Long)),
-        ("hash", _out(Unicode)),
+        ("seq", out(Long)),
+        ("hash", out(Unicode)),
     ]
 
 
 class DocumentTrace(ComplexModel):  # type: ignore[misc]
     __namespace__ = NAMESPACE
     _type_info = [  # noqa: RUF012
-        ("hubDocumentId", _out(Unicode)),
+        ("hubDocumentId", out(Unicode)),
         ("event", TraceEntry.customize(min_occurs=0, max_occurs="unbounded", nillable=False)),
     ]
 
@@ -148,13 +134,13 @@ class SignedReceipt(ComplexModel):  # type: ignore[misc]
 
     __namespace__ = NAMESPACE
     _type_info = [  # noqa: RUF012
-        ("receiptId", _out(Unicode)),
-        ("kind", _out(Unicode)),
-        ("recipient", _out(Unicode, 0)),
-        ("issuedAt", _out(DateTime)),
-        ("traceSeq", _out(Long)),
-        ("sha256", _out(Unicode)),
-        ("receiptXml", _out(ByteArray)),
+        ("receiptId", out(Unicode)),
+        ("kind", out(Unicode)),
+        ("recipient", out(Unicode, 0)),
+        ("issuedAt", out(DateTime)),
+        ("traceSeq", out(Long)),
+        ("sha256", out(Unicode)),
+        ("receiptXml", out(ByteArray)),
     ]
 
 
@@ -163,7 +149,7 @@ class ExchangeService(TranslatingService):
 
     @rpc(
         ByteArray(min_occurs=0, nillable=False),
-        _text(0, 64),
+        text(0, 64),
         SendPolicy.customize(min_occurs=0, nillable=False),
         _in_header=(AuthHeader,),
         _returns=SendReceipt.customize(min_occurs=1, nillable=False),
@@ -182,7 +168,7 @@ class ExchangeService(TranslatingService):
 
     @rpc(
         ByteArray(min_occurs=0, nillable=False),
-        _text(0, 64),
+        text(0, 64),
         _in_header=(AuthHeader,),
         _returns=SendReceipt.customize(min_occurs=1, nillable=False),
         _throws=[EsbFault],
@@ -195,10 +181,10 @@ class ExchangeService(TranslatingService):
 
     @rpc(
         Unicode(min_occurs=1, max_occurs=1000, nillable=False, max_len=64),
-        _text(1, 2048),
+        text(1, 2048),
         Int(min_occurs=1, nillable=False),
-        _text(1, 16),
-        _text(1, 32),
+        text(1, 16),
+        text(1, 32),
         _in_header=(AuthHeader,),
         _returns=SendSpace.customize(min_occurs=1, nillable=False),
         _throws=[EsbFault],
@@ -218,7 +204,7 @@ class ExchangeService(TranslatingService):
         )
 
     @rpc(
-        _text(1, 16),
+        text(1, 16),
         _in_header=(AuthHeader,),
         _returns=Array(PendingDocument.customize(nillable=False), min_occurs=1, nillable=False),
         _throws=[EsbFault],
@@ -236,7 +222,7 @@ class ExchangeService(TranslatingService):
         return [_pending(item) for item in items]
 
     @rpc(
-        _text(1, 64),
+        text(1, 64),
         _in_header=(AuthHeader,),
         _returns=DocumentContent.customize(min_occurs=1, nillable=False),
         _throws=[EsbFault],
@@ -254,10 +240,10 @@ class ExchangeService(TranslatingService):
         )
 
     @rpc(
-        _text(1, 64),
-        _text(0, 64),
-        _text(1, 8),
-        _text(0, 512),
+        text(1, 64),
+        text(0, 64),
+        text(1, 8),
+        text(0, 512),
         _in_header=(AuthHeader,),
         _returns=Confirmation.customize(min_occurs=1, nillable=False),
         _throws=[EsbFault],
@@ -277,8 +263,8 @@ class ExchangeService(TranslatingService):
         return Confirmation(hubDocumentId=hubDocumentId, state=state.value)
 
     @rpc(
-        _text(0, 64),
-        _text(0, 512),
+        text(0, 64),
+        text(0, 512),
         _in_header=(AuthHeader,),
         _returns=DocumentTrace.customize(min_occurs=1, nillable=False),
         _throws=[EsbFault],
@@ -292,7 +278,7 @@ class ExchangeService(TranslatingService):
         return DocumentTrace(hubDocumentId=hub_id, event=[_event(event) for event in events])
 
     @rpc(
-        _text(1, 64),
+        text(1, 64),
         _in_header=(AuthHeader,),
         _returns=Array(SignedReceipt.customize(nillable=False), min_occurs=1, nillable=False),
         _throws=[EsbFault],

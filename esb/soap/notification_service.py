@@ -17,36 +17,27 @@ from spyne import Boolean, ComplexModel, DateTime, Int, Long, Unicode, rpc
 from esb.domain.notifications import Notification as NotificationRecord
 from esb.soap.context import request_context, require_caller
 from esb.soap.faults import TranslatingService, make_fault_class
+from esb.soap.soap_types import auth_header, out
 
 NAMESPACE = "urn:lgsp-esb:notifications:1"
 SERVICE = "Notifications"
 
 EsbFault = make_fault_class(NAMESPACE)
-
-
-def _out(kind: Any, min_occurs: int = 1) -> Any:
-    return kind(min_occurs=min_occurs, nillable=False)
-
-
-class AuthHeader(ComplexModel):  # type: ignore[misc]
-    """SOAP header carrying the session key from Auth.Authenticate on every call."""
-
-    __namespace__ = NAMESPACE
-    _type_info = [("sessionToken", Unicode(min_occurs=1, nillable=False, max_len=128))]  # noqa: RUF012
+AuthHeader = auth_header(NAMESPACE)
 
 
 class Notification(ComplexModel):  # type: ignore[misc]
     __namespace__ = NAMESPACE
     _type_info = [  # noqa: RUF012
-        ("id", _out(Long)),  # the cursor
-        ("kind", _out(Unicode)),  # document | status | undeliverable
-        ("hubDocumentId", _out(Unicode)),
-        ("from", _out(Unicode)),
-        ("to", _out(Unicode, 0)),
-        ("messageType", _out(Unicode)),  # edoc | status
-        ("priority", _out(Int)),
-        ("detail", _out(Unicode, 0)),  # why, for undeliverable reports
-        ("at", _out(DateTime)),
+        ("id", out(Long)),  # the cursor
+        ("kind", out(Unicode)),  # document | status | undeliverable
+        ("hubDocumentId", out(Unicode)),
+        ("from", out(Unicode)),
+        ("to", out(Unicode, 0)),
+        ("messageType", out(Unicode)),  # edoc | status
+        ("priority", out(Int)),
+        ("detail", out(Unicode, 0)),  # why, for undeliverable reports
+        ("at", out(DateTime)),
     ]
 
 
@@ -54,24 +45,24 @@ class NotificationBatch(ComplexModel):  # type: ignore[misc]
     __namespace__ = NAMESPACE
     _type_info = [  # noqa: RUF012
         ("notification", Notification.customize(min_occurs=0, max_occurs="unbounded", nillable=False)),
-        ("lastId", _out(Long)),
+        ("lastId", out(Long)),
     ]
 
 
 class HeartbeatInfo(ComplexModel):  # type: ignore[misc]
     __namespace__ = NAMESPACE
     _type_info = [  # noqa: RUF012
-        ("serverTime", _out(DateTime)),
-        ("state", _out(Unicode)),  # the caller's presence: online
-        ("lastId", _out(Long)),  # newest notification id of the caller's agency
+        ("serverTime", out(DateTime)),
+        ("state", out(Unicode)),  # the caller's presence: online
+        ("lastId", out(Long)),  # newest notification id of the caller's agency
     ]
 
 
 class Subscription(ComplexModel):  # type: ignore[misc]
     __namespace__ = NAMESPACE
     _type_info = [  # noqa: RUF012
-        ("subscribed", _out(Boolean)),
-        ("callbackUrl", _out(Unicode, 0)),
+        ("subscribed", out(Boolean)),
+        ("callbackUrl", out(Unicode, 0)),
     ]
 
 

@@ -12,24 +12,17 @@ with the same stable codes as the SOAP faults.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-from esb.domain.access import Caller
 from esb.errors import ClientError, EsbError
 from esb.soap.context import Services
 from esb.soap.faults import describe
+from esb.soap.http_edge import STATUS_BY_CODE, error_response, json_response, session_caller
 
 SERVICE = "DocumentExchange"
 _STATUS = {
-    "Client.AuthenticationRequired": "401 Unauthorized",
-    "Client.AuthenticationFailed": "401 Unauthorized",
-    "Client.SessionExpired": "401 Unauthorized",
-    "Client.SessionInvalid": "401 Unauthorized",
-    "Client.KeyRevoked": "401 Unauthorized",
-    "Client.AccessDenied": "403 Forbidden",
-    "Client.AccountLocked": "403 Forbidden",
+    **STATUS_BY_CODE,
     "Client.SpaceNotFound": "404 Not Found",
     "Client.DocumentNotFound": "404 Not Found",
     "Client.SpaceUsed": "409 Conflict",
@@ -37,7 +30,6 @@ _STATUS = {
     "Client.ContentPurged": "410 Gone",
     "Client.PackageTooLarge": "413 Content Too Large",
     "Client.LengthRequired": "411 Length Required",
-    "Client.MethodNotAllowed": "405 Method Not Allowed",
 }
 
 
@@ -61,28 +53,14 @@ class TransferApp:
             error = ClientError(
                 f"{method} is not allowed on {path}; use {allow}", code="Client.MethodNotAllowed"
             )
-            return _error(start_response, error, [("Allow", allow)])
+            return error_response(start_response, error, _STATUS, [("Allow", allow)])
         except Exception as exc:  # noqa: BLE001 - the one place HTTP transfer errors become responses
-            return _error(start_response, exc)
-
-    def _caller(self, environ: dict[str, Any]) -> Caller:
-        token = environ.get("HTTP_X_SESSION_TOKEN")
-        authorization = str(environ.get("HTTP_AUTHORIZATION", ""))
-        if not token and authorization.lower().startswith("bearer "):
-            token = authorization[7:].strip()
-        if not token:
-            raise ClientError(
-                "send the session key from Auth.Authenticate in X-Session-Token",
-                code="Client.AuthenticationRequired",
-            )
-        return self.services.authenticator.caller_for_session(
-            str(token), SERVICE, remote_addr=environ.get("REMOTE_ADDR")
-        )
+            return error_response(start_response, exc, _STATUS)
 
     def _upload(
         self, environ: dict[str, Any], start_response: Callable[..., Any], space_id: str
     ) -> list[bytes]:
-        caller = self._caller(environ)
+        caller = session_caller(environ, self.services.authenticator, SERVICE)
         raw_length = environ.get("CONTENT_LENGTH")
         if not raw_length:
             raise ClientError("the upload needs a Content-Length", code="Client.LengthRequired")
@@ -91,7 +69,7 @@ class TransferApp:
         except ValueError:
             raise ClientError("Content-Length is not a number", code="Client.LengthRequired") from None
         upload = self.services.exchange.upload(caller, space_id, environ["wsgi.input"], length)
-        return _json(
+        return json_response(
             start_response,
             "200 OK",
             {"spaceId": upload.space_id, "size": upload.size, "sha256": upload.sha256},
@@ -100,7 +78,7 @@ class TransferApp:
     def _download(
         self, environ: dict[str, Any], start_response: Callable[..., Any], hub_id: str, *, head: bool
     ) -> Iterable[bytes]:
-        caller = self._caller(environ)
+        caller = session_caller(environ, self.services.authenticator, SERVICE)
         download = self.services.exchange.download(caller, hub_id, head=head)
         start_response(
             "200 OK",
@@ -123,25 +101,3 @@ def _stream(chunks: Iterator[bytes]) -> Iterator[bytes]:
     except EsbError as exc:
         describe(exc)
         raise
-
-
-def _error(
-    start_response: Callable[..., Any], exc: BaseException, extra: list[tuple[str, str]] | None = None
-) -> list[bytes]:
-    code, message, _, reference = describe(exc)
-    status = _STATUS.get(code)
-    if status is None:
-        status = "400 Bad Request" if code.startswith("Client.") else "500 Internal Server Error"
-    return _json(start_response, status, {"code": code, "message": message, "reference": reference}, extra)
-
-
-def _json(
-    start_response: Callable[..., Any],
-    status: str,
-    payload: dict[str, Any],
-    extra: list[tuple[str, str]] | None = None,
-) -> list[bytes]:
-    body = json.dumps(payload, ensure_ascii=False).encode("utf-8")
-    headers = [("Content-Type", "application/json; charset=utf-8"), ("Content-Length", str(len(body)))]
-    start_response(status, headers + (extra or []))
-    return [body]

@@ -126,14 +126,14 @@ def _write_queued(session: Session) -> None:
     session.flush()
     wake: list[WakeUp] = []
     for row in queued:
-        _add_pushes(session, row)
-        wake.append(WakeUp(row.agency_code, row.id, row.priority))
+        pushes = _add_pushes(session, row)
+        wake.append(WakeUp(row.agency_code, row.id, row.priority, pushes))
         if postgres:
             session.execute(select(func.pg_notify(CHANNEL, wake_payload(wake[-1]))))
     session.info.setdefault(_WAKE, []).extend(wake)
 
 
-def _add_pushes(session: Session, row: NotificationRow) -> None:
+def _add_pushes(session: Session, row: NotificationRow) -> int:
     """One pending push per active, subscribed application of the addressee (INSERT … SELECT)."""
     at = literal(row.created_at, UtcDateTime())
     subscribed = (
@@ -154,8 +154,9 @@ def _add_pushes(session: Session, row: NotificationRow) -> None:
             Application.callback_url.is_not(None),
         )
     )
-    session.execute(
-        insert(CallbackPushRow).from_select(
+    written = session.scalars(
+        insert(CallbackPushRow)
+        .from_select(
             [
                 CallbackPushRow.notification_id,
                 CallbackPushRow.application_id,
@@ -167,7 +168,9 @@ def _add_pushes(session: Session, row: NotificationRow) -> None:
             ],
             subscribed,
         )
+        .returning(CallbackPushRow.id)
     )
+    return len(written.all())  # RETURNING: psycopg gives no row count for INSERT … SELECT
 
 
 @sa_event.listens_for(Session, "after_commit")

@@ -43,10 +43,12 @@ def test_timeouts() -> None:
 
 
 def test_wake_payloads_round_trip_and_foreign_ones_are_ignored() -> None:
-    wake = WakeUp("000.00.01.H53", 1042, 3)
-    assert wake_payload(wake) == "000.00.01.H53|1042|3"
+    wake = WakeUp("000.00.01.H53", 1042, 3, pushes=2)
+    assert wake_payload(wake) == "000.00.01.H53|1042|3|2"
     assert parse_wake_payload(wake_payload(wake)) == wake
-    for foreign in ("", "hello", "a|b|c", "|1|2", "a|1|2|3"):
+    # A node of the previous version sends no push count: nothing to push is assumed.
+    assert parse_wake_payload("000.00.01.H53|1042|3") == WakeUp("000.00.01.H53", 1042, 3, pushes=0)
+    for foreign in ("", "hello", "a|b|c", "|1|2", "a|1|2|x", "a|1|2|3|4"):
         assert parse_wake_payload(foreign) is None
     with pytest.raises(ValueError, match="too long"):
         wake_payload(WakeUp("x" * 8000, 1, 0))

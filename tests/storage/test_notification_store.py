@@ -94,7 +94,7 @@ def test_add_writes_at_commit_with_a_push_per_subscribed_application(
 ) -> None:
     row = parties.notify(priority=3)
     assert row.id > 0
-    assert woken == [WakeUp(B, row.id, 3)]
+    assert woken == [WakeUp(B, row.id, 3, pushes=1)]  # one push: the delivery workers are woken
     # Only B's active application with a callback: not the unsubscribed one, nor the locked one.
     assert parties.pushes() == [(row.id, parties.b_subscribed, "pending", 0)]
     with parties.database.transaction() as session:
@@ -114,7 +114,7 @@ def test_an_agency_without_subscribers_gets_the_notification_and_no_push(
     parties: Parties, woken: list[WakeUp]
 ) -> None:
     row = parties.notify(A)
-    assert woken == [WakeUp(A, row.id, 0)]
+    assert woken == [WakeUp(A, row.id, 0, pushes=0)]  # nothing to push: the workers sleep on
     assert parties.pushes() == []
 
 
